@@ -1,0 +1,328 @@
+"""Activation: load plugins, check each target's source, install and remove Routers.
+
+`activate()` builds the pluggy plugin manager, collects the registered optimizations and installs
+a Router at every target whose module is imported (others follow when their module is imported).
+Every place a Freqtrade module bound the original (``from x import f``) is rebound too.
+`deactivate()` puts the exact original objects back.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from freqtrade_opt_plugin import _autoload, hookspecs, monitor, settings
+from freqtrade_opt_plugin.flags import Flags
+from freqtrade_opt_plugin.paths import remember_user_data_dir
+from freqtrade_opt_plugin.registry import Optimization, fingerprint
+from freqtrade_opt_plugin.router import is_router, make_router
+
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+CONFIG_OBSERVER_TARGET = "freqtrade.optimize.backtesting:Backtesting.__init__"
+
+
+@dataclass
+class Patch:
+    """One binding we replaced: `owner.attribute` was `original`, is now `replacement`."""
+
+    owner: Any
+    attribute: str
+    original: Any
+    replacement: Any
+
+    def undo(self) -> None:
+        if getattr(self.owner, self.attribute, None) is self.replacement:
+            setattr(self.owner, self.attribute, self.original)
+
+
+@dataclass
+class TargetState:
+    """What happened to one optimization's target in this process."""
+
+    installed: bool = False
+    verified: bool | None = None  # None: module not imported yet
+    detail: str = "target module not imported yet"
+    fingerprint: str | None = None
+
+
+@dataclass
+class Activation:
+    plugin_manager: pluggy.PluginManager
+    optimizations: dict[str, Optimization]
+    flags: Flags
+    plugin_errors: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, TargetState] = field(default_factory=dict)
+    patches: list[Patch] = field(default_factory=list)
+    routed: dict[int, Any] = field(default_factory=dict)  # id(original) -> router
+    reported: set[str] = field(default_factory=set)
+
+
+_lock = threading.RLock()
+_active: Activation | None = None
+_stopped = False  # deactivate() was called: imports no longer re-activate
+
+
+# --- plugins -------------------------------------------------------------------------------------
+
+def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, str]]:
+    """A plugin manager with every ``freqtrade_opt`` entry point that imports cleanly."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    errors: dict[str, str] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # one broken plugin must not break the others, nor Freqtrade
+            errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            logger.warning("freqtrade-opt: plugin '%s' (%s) failed to load: %s",
+                           ep.name, ep.value, errors[ep.name])
+    return pm, errors
+
+
+def collect_optimizations(
+    pm: pluggy.PluginManager, errors: dict[str, str]
+) -> dict[str, Optimization]:
+    """Ask every plugin for its optimizations; a plugin that raises or returns junk is skipped."""
+    found: dict[str, Optimization] = {}
+    for impl in pm.hook.freqtrade_opt_register_optimizations.get_hookimpls():
+        try:
+            provided = list(impl.function() or [])
+        except Exception as exc:
+            errors[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
+            logger.warning("freqtrade-opt: plugin '%s' failed to register optimizations: %s",
+                           impl.plugin_name, errors[impl.plugin_name])
+            continue
+        for opt in provided:
+            if not isinstance(opt, Optimization):
+                logger.warning("freqtrade-opt: plugin '%s' returned %r, not an Optimization; "
+                               "skipped", impl.plugin_name, opt)
+            elif opt.name in found:
+                logger.warning("freqtrade-opt: optimization '%s' from plugin '%s' is already "
+                               "registered; skipped", opt.name, impl.plugin_name)
+            else:
+                found[opt.name] = opt
+    return found
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+def _report_problems(state: Activation, problems: tuple[str, ...]) -> None:
+    for problem in problems:
+        if problem not in state.reported:
+            state.reported.add(problem)
+            logger.warning("freqtrade-opt: %s", problem)
+
+
+def _persisted_disabled() -> dict[str, str]:
+    try:
+        return dict(monitor.disabled())
+    except Exception:
+        logger.debug("freqtrade-opt: no persisted auto-disable state", exc_info=True)
+        return {}
+
+
+def _persist_disable(name: str, reason: str) -> None:
+    monitor.disable(name, reason)
+
+
+def learn_config(config: Any) -> None:
+    """Apply the ``freqtrade_opt`` section of a Freqtrade config (and hand it to workers)."""
+    if not isinstance(config, dict):
+        return
+    section = config.get(settings.CONFIG_KEY)
+    if section is not None:
+        settings.export_section(section)
+    if config.get("user_data_dir"):
+        remember_user_data_dir(config["user_data_dir"])
+    with _lock:
+        if _active is not None:
+            new = settings.load_settings(section, _active.optimizations)
+            _report_problems(_active, new.problems)
+            _active.flags.refresh(new)
+
+
+# --- patching ------------------------------------------------------------------------------------
+
+def _resolve(target: str) -> tuple[Any, str, Any] | None:
+    """(owner, attribute, current value) of ``module:qualname`` if its module is imported."""
+    module_name, _, qualname = target.partition(":")
+    owner: Any = sys.modules.get(module_name)
+    if owner is None:
+        return None
+    *path, attribute = qualname.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    return owner, attribute, inspect.getattr_static(owner, attribute, None)
+
+
+def _verify(state: Activation, opt: Optimization, original: Any) -> TargetState:
+    try:
+        found = fingerprint(original)
+    except (OSError, TypeError) as exc:
+        return TargetState(verified=False, detail=f"source unavailable ({exc}); not patched")
+    versions = sorted((v for v, fp in opt.fingerprints.items() if fp == found), key=_version_key)
+    if versions:
+        shown = versions[0] if len(versions) == 1 else f"{versions[0]} .. {versions[-1]}"
+        return TargetState(verified=True, fingerprint=found,
+                           detail=f"source verified (same as freqtrade {shown})")
+    detail = f"source differs from every verified version (fingerprint {found})"
+    if state.flags.settings.allow_unverified:
+        logger.warning("freqtrade-opt: PATCHING UNVERIFIED '%s': %s, because "
+                       "FREQTRADE_OPT_ALLOW_UNVERIFIED is set. Results may differ.",
+                       opt.name, detail)
+        return TargetState(verified=False, fingerprint=found,
+                           detail=detail + "; patched anyway (allow_unverified)")
+    return TargetState(verified=False, fingerprint=found, detail=detail + "; not patched")
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def _rebind(state: Activation, module: ModuleType) -> None:
+    """Point a Freqtrade module's own references to patched originals at their Routers."""
+    if not state.routed:
+        return
+    namespace = vars(module)
+    for attribute, value in list(namespace.items()):
+        router = state.routed.get(id(value))
+        if router is not None and value is not router and value is router.__wrapped__:
+            namespace[attribute] = router
+            state.patches.append(Patch(module, attribute, value, router))
+
+
+def _freqtrade_modules() -> list[ModuleType]:
+    return [m for n, m in list(sys.modules.items())
+            if m is not None and (n == "freqtrade" or n.startswith("freqtrade."))]
+
+
+def _install(state: Activation, opt: Optimization) -> None:
+    current = state.targets.get(opt.name)
+    if current is not None and (current.installed or current.verified is not None):
+        return
+    resolved = _resolve(opt.target)
+    if resolved is None:
+        return
+    owner, attribute, original = resolved
+    if original is None or not inspect.isfunction(original):
+        state.targets[opt.name] = TargetState(
+            verified=False, detail=f"{opt.target} is not a plain function here; not patched")
+        return
+    if is_router(original):
+        state.targets[opt.name] = TargetState(verified=False, detail="already routed elsewhere")
+        return
+    target_state = _verify(state, opt, original)
+    state.targets[opt.name] = target_state
+    if not target_state.verified and not state.flags.settings.allow_unverified:
+        logger.info("freqtrade-opt: '%s' not patched: %s", opt.name, target_state.detail)
+        return
+    router = make_router(opt, original, state.flags, monitor.get_monitor())
+    setattr(owner, attribute, router)
+    state.patches.append(Patch(owner, attribute, original, router))
+    state.routed[id(original)] = router
+    target_state.installed = True
+    if inspect.ismodule(owner):
+        for module in _freqtrade_modules():
+            if module is not owner:
+                _rebind(state, module)
+    logger.debug("freqtrade-opt: routed %s (%s)", opt.target, target_state.detail)
+
+
+def _observe_config(state: Activation) -> None:
+    """Wrap Backtesting.__init__ so the user's config section reaches the settings."""
+    if any(p.attribute == "__init__" for p in state.patches):
+        return
+    resolved = _resolve(CONFIG_OBSERVER_TARGET)
+    if resolved is None or not inspect.isfunction(resolved[2]):
+        return
+    owner, attribute, original = resolved
+
+    def __init__(self, config, *args, **kwargs):
+        learn_config(config)
+        return original(self, config, *args, **kwargs)
+
+    __init__.__wrapped__ = original  # type: ignore[attr-defined]
+    __init__.__doc__ = original.__doc__
+    setattr(owner, attribute, __init__)
+    state.patches.append(Patch(owner, attribute, original, __init__))
+
+
+def _install_all(state: Activation) -> None:
+    for opt in state.optimizations.values():
+        _install(state, opt)
+    _observe_config(state)
+
+
+# --- public --------------------------------------------------------------------------------------
+
+def activate() -> Activation | None:
+    """Activate the plugin in this process (idempotent). None when FREQTRADE_OPT_AUTOLOAD is off."""
+    global _active, _stopped
+    if not _autoload.autoload_enabled():
+        logger.info("freqtrade-opt: FREQTRADE_OPT_AUTOLOAD is off; nothing is patched")
+        return None
+    with _lock:
+        _stopped = False
+        if _active is None:
+            pm, errors = build_plugin_manager()
+            optimizations = collect_optimizations(pm, errors)
+            plugin_settings = settings.load_settings(settings.section_from_environment(),
+                                                     optimizations)
+            flags = Flags(optimizations.values(), plugin_settings, _persisted_disabled(),
+                          on_disable=_persist_disable)
+            _active = Activation(pm, optimizations, flags, plugin_errors=errors)
+            _report_problems(_active, plugin_settings.problems)
+            _autoload.install()
+            _autoload.mark_activated(True)
+        _install_all(_active)
+        return _active
+
+
+def modules_imported(modules: list[ModuleType]) -> None:
+    """Called by the import watcher once a (nested) Freqtrade import has completed."""
+    with _lock:
+        if _stopped:
+            return
+        state = _active if _active is not None else activate()
+        if state is None:
+            return
+        _install_all(state)
+        for module in modules:
+            _rebind(state, module)
+
+
+def deactivate() -> None:
+    """Remove every Router and observer; the exact original objects are back in place."""
+    global _active, _stopped
+    with _lock:
+        _stopped = True
+        if _active is None:
+            return
+        for patch in reversed(_active.patches):
+            patch.undo()
+        _active = None
+        _autoload.mark_activated(False)
+
+
+def current() -> Activation | None:
+    """The activation of this process, if any."""
+    return _active
+
+
+def plugin_manager() -> pluggy.PluginManager | None:
+    return _active.plugin_manager if _active is not None else None

@@ -1,0 +1,248 @@
+"""Settings: environment > the `freqtrade_opt` section of the Freqtrade config > defaults.
+
+Global settings are a pydantic-settings model (env prefix ``FREQTRADE_OPT_``). Per-optimization
+overrides are read for the registered names: ``FREQTRADE_OPT_<NAME>=true|false`` and
+``FREQTRADE_OPT_<NAME>_PERCENTAGE=0..100``, or ``{"optimizations": {"<name>": {"enabled": ...,
+"percentage": ...}}}`` in the config section. A bad value never raises: it is logged once with the
+variable, the value and what is accepted, and the safe choice (the original function) is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from freqtrade_opt_plugin.registry import OptimizationLevel
+
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "FREQTRADE_OPT_"
+CONFIG_KEY = "freqtrade_opt"
+CONFIG_ENV = "_FREQTRADE_OPT_CONFIG"  # the config section, handed down to worker processes
+Source = Literal["default", "config", "env"]
+
+# Variables with this prefix that are not per-optimization flags.
+RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_", "LEVEL", "ERROR_THRESHOLD", "SEED",
+            "ALLOW_UNVERIFIED", "SHADOW_")
+
+
+_problems: ContextVar[list[str] | None] = ContextVar("_problems", default=None)
+
+
+class GlobalSettings(BaseSettings):
+    """Plugin-wide settings. An invalid value is reported and replaced by the safe default."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    level: OptimizationLevel = OptimizationLevel.DISABLED
+    error_threshold: int = Field(default=3, ge=1)
+    seed: int = 0
+    allow_unverified: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _parse_level(cls, value: Any) -> OptimizationLevel:
+        return OptimizationLevel.parse(value)
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _safe_default(cls, value: Any, handler: ValidatorFunctionWrapHandler, info) -> Any:
+        try:
+            return handler(value)
+        except (ValidationError, ValueError) as exc:
+            name = info.field_name
+            var = ENV_PREFIX + name.upper()
+            where = f"env {var}" if var in os.environ else f"config '{CONFIG_KEY}.{name}'"
+            default = cls.model_fields[name].default
+            shown = default.name.lower() if isinstance(default, OptimizationLevel) else default
+            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            problems = _problems.get()
+            if problems is not None:
+                problems.append(f"{where}={value!r} is invalid ({reason}); using {shown!r}")
+            return default
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the config section (passed as init kwargs).
+        return (env_settings, init_settings)
+
+
+class OptimizationOverride(BaseModel):
+    """Per-optimization settings from the config section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    percentage: int | None = Field(default=None, ge=0, le=100)
+
+
+_BOOL = TypeAdapter(bool)
+_PERCENTAGE = TypeAdapter(int)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings, with where each value came from and the problems met on the way."""
+
+    level: OptimizationLevel = OptimizationLevel.DISABLED
+    error_threshold: int = 3
+    seed: int = 0
+    allow_unverified: bool = False
+    enabled: Mapping[str, bool] = field(default_factory=dict)
+    percentage: Mapping[str, int] = field(default_factory=dict)
+    invalid: Mapping[str, str] = field(default_factory=dict)  # optimization -> problem
+    sources: Mapping[str, Source] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    return error.get("msg", "invalid value")
+
+
+def _config_section(section: Any, problems: list[str]) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        problems.append(
+            f"config section '{CONFIG_KEY}' must be an object, got {type(section).__name__} "
+            f"{section!r}; it is ignored"
+        )
+        return {}
+    return dict(section)
+
+
+def _load_globals(section: dict[str, Any], problems: list[str]):
+    fields = GlobalSettings.model_fields
+    config_globals = {k: v for k, v in section.items() if k in fields}
+    for key in sorted(section.keys() - fields.keys() - {"optimizations"}):
+        problems.append(f"config '{CONFIG_KEY}.{key}' is not a setting; accepted: "
+                        f"{', '.join([*fields, 'optimizations'])}")
+    token = _problems.set(problems)
+    try:
+        model = GlobalSettings(**config_globals)
+    finally:
+        _problems.reset(token)
+    sources: dict[str, Source] = {}
+    for name in fields:
+        if ENV_PREFIX + name.upper() in os.environ:
+            sources[name] = "env"
+        else:
+            sources[name] = "config" if name in config_globals else "default"
+    return model, sources
+
+
+def load_settings(section: Any = None, names: Iterable[str] = ()) -> Settings:
+    """Resolve settings for the optimizations `names` from the environment and a config section."""
+    environ = os.environ
+    problems: list[str] = []
+    section = _config_section(section, problems)
+    model, sources = _load_globals(section, problems)
+    names = list(names)
+    enabled: dict[str, bool] = {}
+    percentage: dict[str, int] = {}
+    invalid: dict[str, str] = {}
+
+    overrides = section.get("optimizations", {})
+    if not isinstance(overrides, Mapping):
+        problems.append(f"config '{CONFIG_KEY}.optimizations' must be an object, got {overrides!r}")
+        overrides = {}
+    for name, raw in overrides.items():
+        if name not in names:
+            problems.append(f"config '{CONFIG_KEY}.optimizations.{name}': unknown optimization; "
+                            f"known: {', '.join(names) or 'none'}")
+            continue
+        try:
+            override = OptimizationOverride.model_validate(raw)
+        except ValidationError as exc:
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {_describe(e)}"
+                                for e in exc.errors())
+            where = f"config '{CONFIG_KEY}.optimizations.{name}'"
+            invalid[name] = f"{where}={raw!r} is invalid ({message})"
+            continue
+        if override.enabled is not None:
+            enabled[name], sources[f"{name}.enabled"] = override.enabled, "config"
+        if override.percentage is not None:
+            percentage[name], sources[f"{name}.percentage"] = override.percentage, "config"
+
+    for name in names:
+        var = ENV_PREFIX + name.upper()
+        for key, adapter, target in ((var, _BOOL, enabled), (var + "_PERCENTAGE", _PERCENTAGE,
+                                                               percentage)):
+            if key not in environ:
+                continue
+            value = environ[key]
+            try:
+                parsed = adapter.validate_python(value.strip())
+                if adapter is _PERCENTAGE and not 0 <= parsed <= 100:
+                    raise ValueError
+            except (ValidationError, ValueError):
+                accepted = "true or false" if adapter is _BOOL else "an integer from 0 to 100"
+                invalid[name] = f"env {key}={value!r} is invalid; accepted: {accepted}"
+                continue
+            target[name] = parsed
+            sources[f"{name}.{'enabled' if adapter is _BOOL else 'percentage'}"] = "env"
+
+    known = {n.upper() for n in names}
+    for key in environ:
+        if not key.startswith(ENV_PREFIX):
+            continue
+        rest = key[len(ENV_PREFIX):]
+        base = rest.removesuffix("_PERCENTAGE")
+        if rest.startswith(RESERVED) or base in known:
+            continue
+        problems.append(f"env {key}: unknown optimization '{base.lower()}'; known: "
+                        f"{', '.join(names) or 'none'}")
+
+    for name, problem in invalid.items():
+        problems.append(f"{problem}; '{name}' runs the original")
+    return Settings(
+        level=model.level,
+        error_threshold=model.error_threshold,
+        seed=model.seed,
+        allow_unverified=model.allow_unverified,
+        enabled=enabled,
+        percentage=percentage,
+        invalid=invalid,
+        sources=sources,
+        problems=tuple(problems),
+    )
+
+
+def section_from_environment() -> Any:
+    """The config section a parent process handed down (see `export_section`), or None."""
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        logger.warning("%s is not valid JSON (%r); ignoring it", CONFIG_ENV, raw[:80])
+        return None
+
+
+def export_section(section: Any) -> None:
+    """Hand the config section down to worker processes through the environment."""
+    try:
+        os.environ[CONFIG_ENV] = json.dumps(section)
+    except (TypeError, ValueError):
+        logger.warning("config section '%s' is not JSON-serialisable; workers will not see it",
+                       CONFIG_KEY)
