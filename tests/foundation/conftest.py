@@ -1,0 +1,28 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _clean_env(**overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FREQTRADE_OPT_",
+                                                                    "_FREQTRADE_OPT_"))}
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """Run code in a fresh interpreter (auto-load as a user gets it); returns its last JSON line."""
+
+    def run(code: str, **env):
+        env.setdefault("FREQTRADE_OPT_STATE_DIR", str(tmp_path / "state"))
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                              text=True, env=_clean_env(**env), cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+    return run

@@ -1,0 +1,94 @@
+"""Settings: env > config section > defaults; bad values are reported and made safe."""
+
+import pytest
+
+from freqtrade_opt_plugin.registry import OptimizationLevel
+from freqtrade_opt_plugin.settings import load_settings
+
+
+NAMES = ["tick_size", "ohlcv_as_lists"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("FREQTRADE_OPT_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_are_opt_in():
+    s = load_settings(None, NAMES)
+    assert s.level is OptimizationLevel.DISABLED
+    assert s.sources["level"] == "default"
+    assert s.problems == ()
+
+
+def test_env_wins_over_config_which_wins_over_defaults(monkeypatch):
+    section = {"level": "conservative", "error_threshold": 7,
+               "optimizations": {"tick_size": {"enabled": False, "percentage": 40}}}
+    s = load_settings(section, NAMES)
+    assert (s.level, s.error_threshold) == (OptimizationLevel.CONSERVATIVE, 7)
+    assert s.enabled["tick_size"] is False and s.percentage["tick_size"] == 40
+    assert s.sources["level"] == "config" and s.sources["tick_size.percentage"] == "config"
+
+    monkeypatch.setenv("FREQTRADE_OPT_LEVEL", "Aggressive")
+    monkeypatch.setenv("FREQTRADE_OPT_TICK_SIZE", "true")
+    monkeypatch.setenv("FREQTRADE_OPT_TICK_SIZE_PERCENTAGE", "60")
+    s = load_settings(section, NAMES)
+    assert s.level is OptimizationLevel.AGGRESSIVE and s.error_threshold == 7
+    assert s.enabled["tick_size"] is True and s.percentage["tick_size"] == 60
+    assert s.sources["level"] == "env" and s.sources["error_threshold"] == "config"
+    assert s.sources["tick_size.enabled"] == "env"
+
+
+def test_invalid_level_names_variable_value_and_choices_and_disables(monkeypatch):
+    monkeypatch.setenv("FREQTRADE_OPT_LEVEL", "turbo")
+    s = load_settings({"level": "standard"}, NAMES)
+    assert s.level is OptimizationLevel.DISABLED
+    (problem,) = s.problems
+    assert "FREQTRADE_OPT_LEVEL" in problem and "'turbo'" in problem
+    assert "conservative" in problem and "experimental" in problem
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "101", "50.5", ""])
+def test_invalid_percentage_runs_original(monkeypatch, value):
+    monkeypatch.setenv("FREQTRADE_OPT_TICK_SIZE_PERCENTAGE", value)
+    s = load_settings(None, NAMES)
+    assert "tick_size" in s.invalid
+    assert any("FREQTRADE_OPT_TICK_SIZE_PERCENTAGE" in p and repr(value) in p
+               and "0 to 100" in p for p in s.problems)
+
+
+def test_invalid_flag_and_unknown_name(monkeypatch):
+    monkeypatch.setenv("FREQTRADE_OPT_TICK_SIZE", "maybe")
+    monkeypatch.setenv("FREQTRADE_OPT_TICKSIZE", "true")
+    s = load_settings(None, NAMES)
+    assert "tick_size" in s.invalid
+    assert any("FREQTRADE_OPT_TICKSIZE" in p and "unknown optimization" in p for p in s.problems)
+    assert any("true or false" in p for p in s.problems)
+
+
+def test_reserved_variables_are_not_unknown_optimizations(monkeypatch):
+    for var in ("FREQTRADE_OPT_AUTOLOAD", "FREQTRADE_OPT_STATE_DIR", "FREQTRADE_OPT_CACHE_ENABLED",
+                "FREQTRADE_OPT_MONITOR_FLUSH_SECONDS", "FREQTRADE_OPT_SEED"):
+        monkeypatch.setenv(var, "1")
+    assert load_settings(None, NAMES).problems == ()
+
+
+@pytest.mark.parametrize(
+    "section, fragment",
+    [
+        (["level", "standard"], "must be an object"),
+        ({"levle": "standard"}, "'freqtrade_opt.levle' is not a setting"),
+        ({"optimizations": {"tick_size": {"percentage": "lots"}}}, "tick_size"),
+        ({"optimizations": {"tick_size": {"enabld": True}}}, "enabld"),
+        ({"optimizations": {"nope": {}}}, "unknown optimization"),
+        ({"optimizations": 5}, "must be an object"),
+        ({"error_threshold": "x"}, "error_threshold"),
+    ],
+)
+def test_malformed_config_section_is_reported_never_raised(section, fragment):
+    s = load_settings(section, NAMES)
+    assert any(fragment in p for p in s.problems), s.problems
