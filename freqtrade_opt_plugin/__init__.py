@@ -5,11 +5,7 @@ Installed next to Freqtrade it activates itself when Freqtrade's backtesting mod
 cheap: the machinery (pluggy, pydantic, pandas) loads on activation only.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this module loads at interpreter start-up
 if TYPE_CHECKING:
     from freqtrade_opt_plugin.activation import Activation
 
@@ -17,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "activate", "deactivate"]
 
 
-def activate() -> Activation | None:
+def activate() -> "Activation | None":
     """Patch every verified, registered optimization in this process (idempotent)."""
     from freqtrade_opt_plugin.activation import activate as _activate
 

@@ -46,6 +46,8 @@ class Optimization:
     `performance_threshold` is the highest acceptable optimized/original median time ratio.
     `propagates` lists exceptions that are part of the original's contract (e.g. an abort
     request): they pass through instead of triggering the fallback.
+    `mutates_arguments=False` declares the original (and so the replacement) pure: the Router
+    then skips the argument snapshot it otherwise takes to undo a failed optimized call.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Optimization:
     performance_threshold: float = 1.0
     min_samples: int = 5
     propagates: tuple[type[BaseException], ...] = ()
+    mutates_arguments: bool = True
 
     @property
     def module(self) -> str:

@@ -31,6 +31,7 @@ def make_router(
     propagates = opt.propagates
     use_optimized = flags.use_optimized
     record = monitor.record
+    take_snapshot = Snapshot if opt.mutates_arguments else None
 
     @functools.wraps(original)
     def routed(*args: Any, **kwargs: Any) -> Any:
@@ -39,7 +40,7 @@ def make_router(
             result = original(*args, **kwargs)
             record(name, "original", perf_counter() - start)
             return result
-        saved = Snapshot(args, kwargs)
+        saved = take_snapshot(args, kwargs) if take_snapshot else None
         start = perf_counter()
         try:
             result = replacement(*args, **kwargs)
@@ -47,7 +48,8 @@ def make_router(
             raise
         except Exception as exc:
             record(name, "optimized", perf_counter() - start, error=True, fallback=True)
-            saved.restore()
+            if saved is not None:
+                saved.restore()
             flags.record_error(name, exc)
             start = perf_counter()
             result = original(*args, **kwargs)

@@ -1,0 +1,69 @@
+"""Per-call overhead of the Router: a trivial function called bare and through its Router.
+
+Reports medians (ns per call) for the original path (level disabled), the optimized path
+(100% rollout), a 50% rollout, and the optimized path of an optimization that mutates its
+arguments (the Router then snapshots the DataFrame argument), each minus the bare call.
+Usage: python benchmarks/bench_router.py [--calls N] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pandas as pd
+
+from freqtrade_opt_plugin.flags import Flags
+from freqtrade_opt_plugin.monitor import Monitor
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.router import make_router
+from freqtrade_opt_plugin.settings import Settings
+
+
+def target(frame, value):
+    return value
+
+
+def per_call_ns(func, calls: int, args) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(calls):
+        func(*args)
+    return (time.perf_counter_ns() - start) / calls
+
+
+def routed(level: OptimizationLevel, percentage: int = 100, mutates: bool = False):
+    opt = Optimization(name="bench", target="m:target", replacement=target,
+                       tier=OptimizationLevel.CONSERVATIVE, fingerprints={},
+                       default_percentage=percentage, mutates_arguments=mutates)
+    flags = Flags([opt], Settings(level=level))
+    return make_router(opt, target, flags, Monitor())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    call_args = (pd.DataFrame({"close": [1.0, 2.0]}), 1)  # a frame argument gets snapshotted
+    variants = {
+        "original path (disabled)": routed(OptimizationLevel.DISABLED),
+        "optimized path (100%)": routed(OptimizationLevel.STANDARD),
+        "rollout 50%": routed(OptimizationLevel.STANDARD, 50),
+        "optimized + snapshot": routed(OptimizationLevel.STANDARD, mutates=True),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in ["bare", *variants]}
+    for _ in range(args.repeat):
+        samples["bare"].append(per_call_ns(target, args.calls, call_args))
+        for name, func in variants.items():
+            samples[name].append(per_call_ns(func, args.calls, call_args))
+    bare = statistics.median(samples["bare"])
+    print(f"bare call: {bare:8.0f} ns")
+    for name in variants:
+        median = statistics.median(samples[name])
+        print(f"{name:26s}: {median:8.0f} ns/call, overhead {(median - bare) / 1000:6.2f} µs "
+              f"(goal < 5 µs)")
+
+
+if __name__ == "__main__":
+    main()
