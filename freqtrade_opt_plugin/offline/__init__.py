@@ -30,7 +30,7 @@ __all__ = [
 def install_from_env() -> bool:
     """Repeat the offline setup in a child process if its parent was an offline run.
 
-    Returns True when ``FREQTRADE_OPT_OFFLINE_MARKETS`` was set (static markets and the network
+    Returns True when ``FREQTRADE_OFFLINE_MARKETS`` was set (static markets and the network
     guard are then installed here too). Not needed by hyperopt workers, which never load markets.
     """
     path = os.environ.get(MARKETS_ENV)

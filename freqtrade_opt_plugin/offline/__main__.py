@@ -3,7 +3,8 @@
 Installs the static markets fixture and the network guard, then runs ``freqtrade.main.main(ARGS)``.
 Exits with Freqtrade's exit code, or 3 if Freqtrade succeeded although a network access had to be
 blocked (which means something was not covered by the fixture).
-Set ``FREQTRADE_OPT_OFFLINE_MARKETS_FILE`` to use another fixture than the bundled ``markets.json``.
+Set ``FREQTRADE_OFFLINE_MARKETS`` to a fixture path to use another one than the bundled
+``markets.json``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from freqtrade_opt_plugin.offline.markets import install_static_markets
+from freqtrade_opt_plugin.offline.markets import MARKETS_ENV, install_static_markets
 from freqtrade_opt_plugin.offline.netguard import blocked_attempts, install_network_guard
 
 
@@ -21,7 +22,7 @@ NETWORK_BLOCKED_EXIT_CODE = 3
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     install_network_guard()
-    install_static_markets(os.environ.get("FREQTRADE_OPT_OFFLINE_MARKETS_FILE") or None)
+    install_static_markets(os.environ.get(MARKETS_ENV) or None)
     from freqtrade.main import main as freqtrade_main
 
     try:

@@ -105,7 +105,7 @@ def generate_candles(
     end: datetime = DEFAULT_END,
     tick_size: float | None = None,
     start_price: float | None = None,
-    gap_rate: float = 0.002,
+    gap_rate: float = 0.002,  # share of candles missing (approximately)
     zero_volume_rate: float = 0.01,
 ) -> pd.DataFrame:
     """Candles for one pair as Freqtrade loads them (date UTC, open, high, low, close, volume)."""
@@ -144,6 +144,8 @@ def generate_candles(
     volume *= 1 + 20 * vol  # busier when volatile
     volume = np.round(volume, 3)
     zero = rng.random(n) < zero_volume_rate
+    if zero_volume_rate > 0 and not zero.any():
+        zero[int(rng.integers(0, n))] = True
     volume[zero] = 0.0
     flat = close.copy()
     open_[zero] = high[zero] = low[zero] = flat[zero]
@@ -151,9 +153,10 @@ def generate_candles(
     step_ms = timeframe_minutes * 60_000
     end_ms = int(end.timestamp() * 1000) // step_ms * step_ms
     dates = end_ms - step_ms * np.arange(n, 0, -1, dtype=np.int64)
-    # gaps: short runs of missing candles (never the first or last candle)
+    # gaps: short runs (1-5) of missing candles, at least one per pair, never at either end
     keep = np.ones(n, dtype=bool)
-    starts = np.flatnonzero(rng.random(n) < gap_rate / 3)
+    n_gaps = max(1, int(rng.poisson(n * gap_rate / 3))) if gap_rate > 0 and n > 20 else 0
+    starts = np.sort(rng.integers(1, n - 6, size=n_gaps)) if n_gaps else []
     for start in starts:
         keep[max(1, start) : min(n - 1, start + int(rng.integers(1, 6)))] = False
 

@@ -33,8 +33,10 @@ from freqtrade.exceptions import OperationalException
 logger = logging.getLogger(__name__)
 
 FIXTURE_PATH = Path(__file__).with_name("markets.json")
-#: Set by ``install_static_markets`` (the fixture path) so child processes can tell (and repeat it).
-MARKETS_ENV = "FREQTRADE_OPT_OFFLINE_MARKETS"
+#: The fixture path. Read by ``python -m freqtrade_opt_plugin.offline`` (another fixture than the
+#: bundled one) and set by ``install_static_markets`` so child processes can tell (and repeat it).
+#: Deliberately outside the ``FREQTRADE_OPT_`` namespace, which belongs to the plugin's settings.
+MARKETS_ENV = "FREQTRADE_OFFLINE_MARKETS"
 
 _original_reload: Any = None
 
@@ -87,6 +89,8 @@ def install_static_markets(path: str | os.PathLike | None = None) -> None:
                 f"but the config uses trading_mode '{self.trading_mode.value}'"
             )
         self._api_async.set_markets(copy.deepcopy(document["markets"]))
+        logger.info("Loaded %d %s markets from the offline fixture %s (no network)",
+                    len(document["markets"]), expected, fixture)
 
     _api_reload_markets.__doc__ = f"Offline replacement: markets from {fixture}."
     _api_reload_markets._freqtrade_opt_offline = True  # type: ignore[attr-defined]
@@ -94,7 +98,6 @@ def install_static_markets(path: str | os.PathLike | None = None) -> None:
         _original_reload = Exchange._api_reload_markets
     Exchange._api_reload_markets = _api_reload_markets  # type: ignore[method-assign]
     os.environ[MARKETS_ENV] = fixture
-    logger.info("Offline markets: %d %s markets from %s", len(document["markets"]), expected, fixture)
 
 
 def uninstall_static_markets() -> None:

@@ -181,7 +181,9 @@ def create_workspace(
     known = static_markets()
     unknown = [p for p in pairs if p not in known]
     if unknown:
-        raise ValueError(f"pairs not in the offline markets fixture: {unknown}; known: {list(known)}")
+        raise ValueError(
+            f"pairs not in the offline markets fixture: {unknown}; known: {', '.join(known)}"
+        )
     user_data = create_userdata_dir(str(root / "user_data"), create_dir=True)
     config = build_config(pairs, timeframe=timeframe, max_open_trades=max_open_trades)
     (user_data / "config.json").write_text(json.dumps(config, indent=4) + "\n")
@@ -207,7 +209,6 @@ def subprocess_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         if package_parent not in paths:
             env["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
-    env.setdefault("PYTHONHASHSEED", "0")
     env.update(overrides or {})
     return env
 
