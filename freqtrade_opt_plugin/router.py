@@ -1,9 +1,10 @@
 """The Router: installed in place of an original function, it picks a path per call.
 
 Per call: ask the flags; run the optimized replacement or the original; time it; record it.
-When the optimized path raises, the arguments are restored from a snapshot and the original's
-result is returned (exceptions an optimization declares in `propagates` pass through unchanged,
-as the original would raise them too).
+When the optimized path raises, the arguments are restored from a snapshot and the original runs:
+its result is returned and the error counted; if the original raises as well, its exception
+propagates and nothing is counted (the optimization behaved like the original). Exceptions an
+optimization declares in `propagates` (e.g. an abort request) pass through at once.
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ def make_router(
         except propagates:
             raise
         except Exception as exc:
-            record(name, "optimized", perf_counter() - start, error=True, fallback=True)
+            failed_after = perf_counter() - start
             if saved is not None:
                 saved.restore()
-            flags.record_error(name, exc)
             start = perf_counter()
+            # If the original raises too, the optimization behaved like it: its error propagates.
             result = original(*args, **kwargs)
             record(name, "original", perf_counter() - start)
+            record(name, "optimized", failed_after, error=True, fallback=True)
+            flags.record_error(name, exc)
             return result
         record(name, "optimized", perf_counter() - start)
         return result

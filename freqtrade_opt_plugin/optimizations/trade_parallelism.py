@@ -18,8 +18,10 @@ missing columns, offsets not listed above) is delegated to the original function
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -71,8 +73,10 @@ def _original() -> Callable[[pd.DataFrame, str], pd.DataFrame]:
     return func
 
 
-def _prepare(trades: pd.DataFrame, timeframe_freq: str):
-    """Validate the input; return (offset, unit, open i8, close i8, weights, naive-or-UTC) or None."""
+def _prepare(
+    trades: pd.DataFrame, timeframe_freq: str
+) -> tuple[pd.DateOffset, str, np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """Checked inputs: (offset, unit, open i8, close i8, weights, naive or UTC), or None."""
     if not isinstance(trades, pd.DataFrame) or len(trades) == 0:
         return None  # the original raises "No objects to concatenate" for an empty frame
     columns = trades.columns
@@ -83,20 +87,17 @@ def _prepare(trades: pd.DataFrame, timeframe_freq: str):
     ):
         return None
     open_s, close_s = trades["open_date"], trades["close_date"]
-    if not (
-        pd.api.types.is_datetime64_any_dtype(open_s.dtype)
-        and pd.api.types.is_datetime64_any_dtype(close_s.dtype)
-    ):
+    if not (_is_datetime(open_s.dtype) and _is_datetime(close_s.dtype)):
         return None
     tz_open, tz_close = getattr(open_s.dtype, "tz", None), getattr(close_s.dtype, "tz", None)
-    if (tz_open is None) != (tz_close is None) or (
-        tz_open is not None and str(tz_open) != str(tz_close)
-    ):
+    if type(tz_open) is not type(tz_close) or str(tz_open) != str(tz_close):
         return None
     try:
         offset = pd.tseries.frequencies.to_offset(timeframe_freq)
     except ValueError:
         return None
+    if tz_open is not None and not _values_drop_tz():
+        return None  # the original's index would be tz-aware: not what is implemented here
     units = (open_s.dt.unit, close_s.dt.unit)
     if any(u not in _UNIT_ORDER for u in units):
         return None
@@ -112,6 +113,25 @@ def _prepare(trades: pd.DataFrame, timeframe_freq: str):
     # Anchored offsets are applied to wall-clock time: identical to epoch time only for naive/UTC.
     wall_clock_ok = tz_open is None or str(tz_open) in ("UTC", "utc", "UTC+00:00")
     return offset, unit, opens, closes, weights, wall_clock_ok
+
+
+@functools.cache
+def _values_drop_tz() -> bool:
+    """Whether `Series.values` of tz-aware dates is naive UTC (pandas 3.x, deprecated for 4.0).
+
+    The original builds its index from that array, so its index is tz-naive UTC.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = pd.Series(pd.DatetimeIndex([], dtype="datetime64[ns, UTC]")).values
+    return isinstance(values, np.ndarray) and values.dtype.kind == "M"
+
+
+def _is_datetime(dtype) -> bool:
+    """numpy datetime64 or pandas' tz-aware datetime (not pyarrow timestamps)."""
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return True
+    return isinstance(dtype, np.dtype) and dtype.kind == "M"
 
 
 def _resample_frame(dates: np.ndarray, weights: np.ndarray, unit: str, freq: str) -> pd.DataFrame:
@@ -189,9 +209,7 @@ def _count_anchored(
         on_offset = (open_days == _first_day(open_month)) & (open_month % period == 0)
         start_month = np.where(on_offset, open_month, (open_month // period + 1) * period)
         close_month = _months(closes // per_day)
-        counts = np.where(
-            close_month >= start_month, (close_month - start_month) // step + 1, 0
-        )
+        counts = np.where(close_month >= start_month, (close_month - start_month) // step + 1, 0)
         last = _first_day(start_month + (counts - 1) * step) * per_day + time_of_day
         counts = counts - ((counts > 0) & (last >= closes))
         ks = _ranks(counts)
@@ -230,4 +248,5 @@ OPTIMIZATION = Optimization(
     ),
     default_percentage=100,
     performance_threshold=0.1,
+    mutates_arguments=False,
 )

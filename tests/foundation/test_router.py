@@ -113,3 +113,14 @@ def test_original_errors_propagate_unchanged():
     routed, _, _ = route(original)
     with pytest.raises(KeyError):
         routed(pd.DataFrame({"open": [1.0]}), {})
+
+
+def test_error_the_original_also_raises_is_not_counted():
+    def strict(frame, frames, scale=2.0):
+        raise KeyError("close")  # the original raises too on this input
+
+    routed, flags, monitor = route(strict)
+    with pytest.raises(KeyError):
+        routed(pd.DataFrame({"open": [1.0]}), {})
+    assert flags.errors["demo"] == 0
+    assert monitor.stats("demo")["optimized"].errors == 0
