@@ -15,7 +15,7 @@ import time
 import pandas as pd
 
 from freqtrade_opt_plugin.flags import Flags
-from freqtrade_opt_plugin.monitor import Monitor
+from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings
 from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
 from freqtrade_opt_plugin.router import make_router
 from freqtrade_opt_plugin.settings import Settings
@@ -37,7 +37,7 @@ def routed(level: OptimizationLevel, percentage: int = 100, mutates: bool = Fals
                        tier=OptimizationLevel.CONSERVATIVE, fingerprints={},
                        default_percentage=percentage, mutates_arguments=mutates)
     flags = Flags([opt], Settings(level=level))
-    return make_router(opt, target, flags, Monitor())
+    return make_router(opt, target, flags, Monitor(MonitorSettings(persist=False)))
 
 
 def main() -> None:

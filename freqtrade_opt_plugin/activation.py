@@ -236,6 +236,7 @@ def _install(state: Activation, opt: Optimization) -> None:
     state.patches.append(Patch(owner, attribute, original, router))
     state.routed[id(original)] = router
     target_state.installed = True
+    monitor.get_monitor().watch(opt, on_fail=state.flags.disable)
     if inspect.ismodule(owner):
         for module in _freqtrade_modules():
             if module is not owner:
@@ -254,6 +255,7 @@ def _observe_config(state: Activation) -> None:
 
     def __init__(self, config, *args, **kwargs):
         learn_config(config)
+        monitor.get_monitor().start_run()  # hyperopt workers join this run
         return original(self, config, *args, **kwargs)
 
     __init__.__wrapped__ = original  # type: ignore[attr-defined]
@@ -266,6 +268,17 @@ def _install_all(state: Activation) -> None:
     for opt in state.optimizations.values():
         _install(state, opt)
     _observe_config(state)
+
+
+def _monitor_status() -> dict[str, Any]:
+    state = _active
+    if state is None:
+        return {}
+    return {
+        "level": state.flags.settings.level.name.lower(),
+        "active": sorted(name for name, target in state.targets.items()
+                         if target.installed and state.flags.decisions[name].active),
+    }
 
 
 # --- public --------------------------------------------------------------------------------------
@@ -286,6 +299,7 @@ def activate() -> Activation | None:
             flags = Flags(optimizations.values(), plugin_settings, _persisted_disabled(),
                           on_disable=_persist_disable)
             _active = Activation(pm, optimizations, flags, plugin_errors=errors)
+            monitor.get_monitor().set_status_provider(_monitor_status)
             _report_problems(_active, plugin_settings.problems)
             _autoload.install()
             _autoload.mark_activated(True)
@@ -315,6 +329,8 @@ def deactivate() -> None:
             return
         for patch in reversed(_active.patches):
             patch.undo()
+        for name in _active.optimizations:
+            monitor.get_monitor().unwatch(name)
         _active = None
         _autoload.mark_activated(False)
 

@@ -15,7 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from freqtrade_opt_plugin.flags import Flags
-from freqtrade_opt_plugin.monitor import Monitor
+from freqtrade_opt_plugin.monitor import Monitor, start_memory_trace, stop_memory_trace
 from freqtrade_opt_plugin.pristine import Snapshot
 from freqtrade_opt_plugin.registry import Optimization
 
@@ -32,33 +32,50 @@ def make_router(
     propagates = opt.propagates
     use_optimized = flags.use_optimized
     record = monitor.record
+    sample_memory = monitor.should_sample_memory
     take_snapshot = Snapshot if opt.mutates_arguments else None
+
+    def run_original(args: tuple, kwargs: dict) -> Any:
+        traced = sample_memory(name)
+        if traced:
+            start_memory_trace()
+        start = perf_counter()
+        try:
+            result = original(*args, **kwargs)
+        finally:
+            elapsed = perf_counter() - start
+            peak = stop_memory_trace() if traced else None
+        record(name, "original", elapsed, peak_bytes=peak)
+        return result
 
     @functools.wraps(original)
     def routed(*args: Any, **kwargs: Any) -> Any:
         if not use_optimized(name):
-            start = perf_counter()
-            result = original(*args, **kwargs)
-            record(name, "original", perf_counter() - start)
-            return result
+            return run_original(args, kwargs)
         saved = take_snapshot(args, kwargs) if take_snapshot else None
+        traced = sample_memory(name)
+        if traced:
+            start_memory_trace()
         start = perf_counter()
         try:
             result = replacement(*args, **kwargs)
         except propagates:
+            if traced:
+                stop_memory_trace()
             raise
         except Exception as exc:
             failed_after = perf_counter() - start
+            if traced:
+                stop_memory_trace()
             if saved is not None:
                 saved.restore()
-            start = perf_counter()
             # If the original raises too, the optimization behaved like it: its error propagates.
-            result = original(*args, **kwargs)
-            record(name, "original", perf_counter() - start)
+            result = run_original(args, kwargs)
             record(name, "optimized", failed_after, error=True, fallback=True)
             flags.record_error(name, exc)
             return result
-        record(name, "optimized", perf_counter() - start)
+        elapsed = perf_counter() - start
+        record(name, "optimized", elapsed, peak_bytes=stop_memory_trace() if traced else None)
         return result
 
     setattr(routed, ROUTER_ATTRIBUTE, opt)

@@ -110,8 +110,9 @@ def _dist_info(site, name, entry_point):
 
 def test_third_party_plugin_distribution_is_applied(run_python, tmp_path):
     """A second installed distribution registers through the entry point like the built-ins."""
-    import freqtrade.data.btanalysis.trade_parallelism as tp
     import inspect
+
+    import freqtrade.data.btanalysis.trade_parallelism as tp
 
     original_fp = fingerprint(inspect.unwrap(tp.evaluate_result_multi))
     site = tmp_path / "site"
@@ -146,8 +147,8 @@ def test_third_party_plugin_distribution_is_applied(run_python, tmp_path):
         trades = pd.DataFrame({"pair": ["A/B"], "open_date": [pd.Timestamp("2024-01-01", tz="UTC")],
                                "close_date": [pd.Timestamp("2024-01-01 01:00", tz="UTC")]})
         pkg.evaluate_result_multi(trades, "5m", 1)
-        print(json.dumps({"calls": thirdparty_opt.CALLS,
-                          "plugins": sorted(n for n, _ in current().plugin_manager.list_name_plugin()),
+        plugins = sorted(n for n, _ in current().plugin_manager.list_name_plugin())
+        print(json.dumps({"calls": thirdparty_opt.CALLS, "plugins": plugins,
                           "errors": sorted(current().plugin_errors)}))
     """, PYTHONPATH=site, FREQTRADE_OPT_LEVEL="conservative")
     assert out["calls"] == ["5m"]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from freqtrade_opt_plugin.flags import Flags
-from freqtrade_opt_plugin.monitor import Monitor
+from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings
 from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
 from freqtrade_opt_plugin.router import make_router
 from freqtrade_opt_plugin.settings import Settings
@@ -24,7 +24,7 @@ def route(replacement, *, threshold=3, propagates=()):
                      tier=OptimizationLevel.CONSERVATIVE, fingerprints={},
                      propagates=propagates)
     flags = Flags([o], Settings(level=OptimizationLevel.STANDARD, error_threshold=threshold))
-    monitor = Monitor()
+    monitor = Monitor(MonitorSettings(persist=False))
     return make_router(o, original, flags, monitor), flags, monitor
 
 
