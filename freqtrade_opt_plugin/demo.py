@@ -138,17 +138,13 @@ def _secs(value: Any) -> str:
 
 
 def _print_performance_report(console: Console, state_dir: Path) -> None:
-    """Summarise what the monitor recorded in both runs, if the monitor is available."""
-    from rich.table import Table
-
+    """Show the monitor's report of both runs (per-call timings, adoption, time saved)."""
     previous = os.environ.get(STATE_DIR_ENV)
     os.environ[STATE_DIR_ENV] = str(state_dir)
     try:
         from freqtrade_opt_plugin.monitor import generate_performance_report
 
         report: Any = generate_performance_report()
-    except ImportError:
-        return
     except Exception as exc:  # the demo's verdict stands; the report is a bonus
         console.print(f"[yellow]performance report unavailable:[/] {exc}")
         return
@@ -157,42 +153,11 @@ def _print_performance_report(console: Console, state_dir: Path) -> None:
             os.environ.pop(STATE_DIR_ENV, None)
         else:
             os.environ[STATE_DIR_ENV] = previous
-    if not isinstance(report, dict):
-        console.print(report)
-        return
-    functions = report.get("functions") or []
-    if not functions:
-        return
-    table = Table(
-        title="Per-call timings recorded by the freqtrade-opt monitor (both runs)",
-        title_justify="left",
-        caption="median time per call; calls: original / optimized path",
-    )
-    table.add_column("optimization", no_wrap=True)
-    for column in ("calls", "original", "optimized", "speedup", "saved"):
-        table.add_column(column, justify="right")
-    for row in functions:
-        original, optimized = row.get("original") or {}, row.get("optimized") or {}
-        speedup = row.get("speedup")
-        slow, fast = original.get("median_seconds"), optimized.get("median_seconds")
-        if isinstance(speedup, int | float):
-            shown = f"{speedup:.1f}x"
-        elif isinstance(slow, int | float) and isinstance(fast, int | float) and fast > 0:
-            shown = f"~{slow / fast:.1f}x"  # the monitor wants more samples to be definite
-        else:
-            shown = "-"
-        table.add_row(
-            str(row.get("function", "?")),
-            f"{original.get('calls', 0)} / {optimized.get('calls', 0)}",
-            _secs(slow),
-            _secs(fast),
-            shown,
-            _secs(row.get("time_saved_seconds")),
-        )
-    console.print()
-    console.print(table)
-    for alert in report.get("performance_regressions") or []:
-        console.print(f"[yellow]regression:[/] {alert}")
+    if report.get("functions"):
+        from freqtrade_opt_plugin.report import render_report
+
+        console.print()
+        render_report(report, console)
 
 
 def run_demo(

@@ -3,28 +3,29 @@
 The original renders each price with ``format_float_positional(x, precision=14, unique=False,
 fractional=False, trim="-")`` (the exact binary value rounded half-even to 14 significant digits,
 trailing zeros and point trimmed) and counts the digits after the point up to the last non-zero
-one (``NaN`` when there is none). That count depends only on ``|x|``, and is computed in numpy:
+one (``NaN`` when there is none). That count depends only on ``|x|`` and is computed in numpy:
 
-* ``x`` NaN, infinite, zero or ``|x| >= 1e13``: the rendering has no fractional digit -> ``NaN``.
-* otherwise, with ``k = 13 - floor(log10|x|)`` (so that ``x * 10**k`` has 14 integer digits) and
-  ``M = rint(x * 10**k)`` (one or two exact powers of ten, relative error ``<= 2.3e-16``), the
-  14-digit rendering is ``M * 10**-k`` whenever either check below proves it, and the count is
+* ``x`` NaN, infinite, zero or ``|x| >= 1e13``: no fractional digit is printed -> ``NaN``.
+* otherwise, with ``k = 13 - floor(log10|x|)`` (``x * 10**k`` has 14 integer digits) and
+  ``M = rint(x * 10**k)`` (scaled by one or two exact powers of ten), the rendering is
+  ``M * 10**-k`` whenever one of these checks proves it, and the count is
   ``k - trailing_zeros(M)`` (``NaN`` if not positive):
 
-  - *near check*: ``1e13 < M < 1e14`` and ``|x * 10**k - M| < 0.5`` for certain (the computed
-    distance leaves room for the product's rounding error); at ``M == 1e13`` only a distance below
-    0.05 is accepted, which also covers ``x`` just below a power of ten (the rendering carries).
-  - *exact check*: ``k <= 22``, ``M < 1e14`` and ``M / 10**k == x``: ``x`` is then the nearest
-    double to a decimal with at most 14 significant digits, so that decimal is what is printed.
+  - *near*: ``1e13 < M <= 1e14`` and the computed ``|x * 10**k - M|`` is so far below 0.5 that
+    the product's rounding error (at most 0.0223) cannot reach a tie (``M == 1e14``: the rendering
+    carries to the next power of ten); at ``M == 1e13``, where ``x`` may lie just below a power of
+    ten, a distance below 0.05 is required instead.
+  - *exact*: ``k <= 22``, ``M < 1e14`` and ``M / 10**k == x``: ``x`` is the nearest double to a
+    decimal of at most 14 significant digits, so that decimal is what is printed.
 
-  Any value neither check proves (very small ``|x|``, products too close to a rounding tie, a
-  misjudged decade) is formatted per value exactly as the original does. Decimal prices, however
-  they were computed (``0.1 + 0.2`` included), pass the near check.
+  Values neither check proves (``|x| < ~1e-31``, digits beyond the 14th too close to a tie) are
+  formatted one by one exactly as the original does. Exchange prices, even after arithmetic such
+  as ``0.1 + 0.2``, pass the near check.
 
-Counts are computed once for the four price columns, the count columns get the original's dtypes
-(``int64`` without ``NaN``, else ``float64``; probed from pandas' string handling), and the monthly
+The count columns get the original's dtypes (``int64`` without ``NaN``, else ``float64``, as probed
+from pandas' string handling), ``max_count`` the dtype of ``DataFrame.max(axis=1)``, and the monthly
 maximum is resampled with the same pandas calls as the original. The input frame is modified only
-after everything is computed. Inputs outside that model (empty frame, duplicate columns, non-numpy
+after everything is computed. Inputs outside this model (empty frame, duplicate columns, non-numpy
 price dtypes, a ``date`` column that is not datetime64, ...) are delegated to the original.
 """
 
@@ -33,7 +34,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import warnings
 from collections.abc import Callable
+from functools import reduce
 
 import numpy as np
 import pandas as pd
@@ -47,11 +50,22 @@ _TARGET_MODULE = "freqtrade.data.btanalysis.historic_precision"
 _TARGET = f"{_TARGET_MODULE}:get_tick_size_over_time"
 _PRICES = ("open", "high", "low", "close")
 _FRACTION = re.compile(r"\.(\d*[1-9])")
-_POW10 = 10.0 ** np.arange(23)  # exactly representable up to 1e22
+_POW10 = np.array([float(f"1e{j}") for j in range(23)])  # exactly representable up to 1e22
+_EXP_OFFSET = 310  # _POWERS[j + _EXP_OFFSET] is the double nearest 10**j, |j| <= 310
+_POWERS = np.array([float(f"1e{j}") for j in range(-_EXP_OFFSET, _EXP_OFFSET + 1)])
 _MAX_K = 44  # two exact factors of at most 1e22
-_SIGNIFICANT = 1e13  # x * 10**k lies in [1e13, 1e14): 14 significant digits
+_SIGNIFICANT = 1e13  # x * 10**k in [1e13, 1e14): 14 significant digits before the point
 _NEAR_TOL = {False: 0.49, True: 0.47}  # one rounding (error <= 2**-7) or two (error <= 0.0223)
 _CARRY_TOL = 0.02  # at M == 1e13: distance + error < 0.05 (half a unit of the decade below)
+_E0 = ((np.arange(2048) - 1023) * 78913) >> 18  # floor(e2 * log10(2)) (Ryu), exact here
+_K_BY_EXPONENT = 13 - _E0  # by biased binary exponent: k if the decade is e0
+_SCALE_BY_EXPONENT = np.where(
+    (_K_BY_EXPONENT >= 1) & (_K_BY_EXPONENT <= 22), _POW10[np.clip(_K_BY_EXPONENT, 0, 22)], np.nan
+)
+# biased binary exponent of 10**z -> z for z <= 15 (other entries are never looked up)
+_ZEROS_BY_EXPONENT = np.full(2048, -(10**6), dtype=np.int64)
+_ZEROS_BY_EXPONENT[(_POW10[:16].view(np.int64) >> 52)] = np.arange(16)
+_CHUNK = 16384  # elements per chunk: 128 KiB float64 temporaries, recycled by malloc
 _DTYPE_CACHE: dict[tuple, tuple[np.dtype, np.dtype] | None] = {}
 
 
@@ -68,86 +82,145 @@ def get_tick_size_over_time(candles: pd.DataFrame) -> pd.Series:
         return _original()(candles)
     no_nan_dtype, nan_dtype = count_dtypes
 
-    n = len(candles)
-    prices = [candles[col].to_numpy() for col in _PRICES]
-    floats = [arr for arr in prices if arr.dtype.kind == "f"]
-    counts_flat = _fraction_digits(np.concatenate(floats).astype(np.float64, copy=False))
     counts: dict[str, np.ndarray] = {}
-    position = 0
-    for col, arr in zip(_PRICES, prices, strict=True):
-        if arr.dtype.kind == "f":
-            values = counts_flat[position : position + n]
-            position += n
-        else:  # integers and booleans print without a point
-            values = np.full(n, np.nan)
-        if np.isnan(values).any():
-            counts[col] = values.astype(nan_dtype)
-        else:
-            counts[col] = values.astype(no_nan_dtype)
-
-    order = ("open", "close", "high", "low")  # the original's max order (irrelevant for max)
-    if all(counts[col].dtype == np.int64 for col in order):
-        max_count = np.max(np.stack([counts[col] for col in order]), axis=0)
-    else:
-        max_count = np.fmax.reduce(np.stack([counts[col].astype(np.float64) for col in order]))
-
-    monthly = candles[["date"]]
-    monthly = monthly.assign(max_count=max_count)
-    candles1 = monthly.set_index("date", drop=True)
-    monthly_count_avg1 = candles1["max_count"].resample("MS").max()
-    result = 1 / 10**monthly_count_avg1
-
     for col in _PRICES:
-        candles[f"{col}_count"] = counts[col]
-    candles["max_count"] = max_count
+        values = candles[col].to_numpy()
+        if values.dtype.kind == "f":
+            digits = _fraction_digits(values.astype(np.float64, copy=False))
+        else:  # integers and booleans print without a point
+            digits = np.full(len(values), np.nan)
+        dtype = nan_dtype if np.isnan(digits).any() else no_nan_dtype
+        counts[col] = digits.astype(dtype, copy=False)
+    # DataFrame.max(axis=1): NaN skipped, int64 only if every column is int64, else float64
+    max_count = reduce(np.fmax, [counts[col] for col in ("open", "close", "high", "low")])
+
+    # candles.set_index("date")["max_count"]: set_index builds Index(candles["date"], name="date")
+    dates = pd.Index(candles["date"], name="date")
+    result = 1 / 10 ** _monthly_max(max_count, dates)
+
+    # a Series on the frame's own index is stored without a copy (like the original's Series)
+    for col in _PRICES:
+        candles[f"{col}_count"] = pd.Series(counts[col], index=candles.index, copy=False)
+    candles["max_count"] = pd.Series(max_count, index=candles.index, copy=False)
     return result
 
 
+def _monthly_max(max_count: np.ndarray, dates: pd.DatetimeIndex) -> pd.Series:
+    """``Series(max_count, index=dates, name="max_count").resample("MS").max()``.
+
+    For sorted naive or UTC dates without NaT, each calendar month is first reduced to its
+    maximum (``fmax`` skips NaN like ``max``), kept at the month's last timestamp, plus the very
+    first timestamp: resample then sees the same first and last timestamps, the same months and
+    the same maxima (and dtype) on a few rows instead of every candle.
+    """
+    if (
+        len(dates) > 1
+        and (dates.tz is None or str(dates.tz) == "UTC")
+        and not dates.hasnans
+        and dates.is_monotonic_increasing
+    ):
+        months = dates.asi8.view(f"M8[{dates.unit}]").astype("M8[M]")
+        ends = np.flatnonzero(months[1:] != months[:-1])
+        starts = np.concatenate(([0], ends + 1))
+        maxima = np.fmax.reduceat(max_count, starts)
+        positions = np.concatenate(([0], ends, [len(dates) - 1]))
+        values = np.concatenate((maxima[:1], maxima))
+        return pd.Series(values, index=dates[positions], name="max_count").resample("MS").max()
+    return pd.Series(max_count, index=dates, name="max_count").resample("MS").max()
+
+
 def _fraction_digits(x: np.ndarray) -> np.ndarray:
-    """Digits after the point in the 14-significant-digit rendering of each value (NaN: none)."""
-    out = np.full(x.shape, np.nan)
+    """Digits after the point in the 14-significant-digit rendering of each value (NaN: none).
+
+    Works in chunks: small temporaries are recycled by the allocator instead of page-faulting
+    fresh memory for every intermediate array (which costs more than the arithmetic).
+    """
+    out = np.empty(x.shape, dtype=np.float64)
+    for start in range(0, x.size, _CHUNK):
+        _fraction_digits_chunk(x[start : start + _CHUNK], out[start : start + _CHUNK])
+    return out
+
+
+def _fraction_digits_chunk(x: np.ndarray, out: np.ndarray) -> None:
+    """`_fraction_digits` of one chunk, written into `out`.
+
+    Main path: the near check with one scaling factor ``10**(13 - e0)`` looked up by the binary
+    exponent ``e2`` of ``|x|``, ``e0 = floor(e2 * log10(2))``, so the decade is ``e0`` or
+    ``e0 + 1`` (then the product is divided by 10: two roundings, error <= 0.0223). Values it
+    does not prove go to `_fraction_digits_careful`.
+    """
     ax = np.abs(x)
     with np.errstate(all="ignore"):
-        # NaN, inf, 0 and |x| >= 1e13 print without fractional digits: they stay NaN
-        idx = np.flatnonzero((ax > 0) & (ax < _SIGNIFICANT))
-        if idx.size == 0:
-            return out
-        v = ax[idx]
-        k = 13 - np.floor(np.log10(v)).astype(np.int64)
+        biased_exponent = ax.view(np.int64) >> 52  # sign bit clear: 0 .. 2047
+        y = ax * _SCALE_BY_EXPONENT[biased_exponent]  # NaN where 13 - e0 is not in [1, 22]
+        big = y >= 1e14
+        np.divide(y, 10.0, out=y, where=big)
+        k = _K_BY_EXPONENT[biased_exponent] - big
+        m = np.rint(y)
+        near = np.abs(y - m) <= _NEAR_TOL[True]
+        near &= m > _SIGNIFICANT  # also excludes 0, NaN, inf
+        near &= m <= 1e14  # 1e14: the rendering carries to the next power of ten
+        near &= k > 0  # |x| >= 1e13 prints no fractional digit
+        all_near = near.all()
+        digits = _fraction_digits_of(m if all_near else np.where(near, m, 1.0), k)
+        valid = (digits > 0) if all_near else (near & (digits > 0))
+        np.copyto(out, np.where(valid, digits, np.nan))
+    if all_near:
+        return
+    # NaN, inf, 0 and |x| >= 1e13 print without fractional digits: they stay NaN
+    with np.errstate(invalid="ignore"):
+        rest = np.flatnonzero(~near & (ax > 0) & (ax < _SIGNIFICANT))
+    if rest.size:
+        out[rest] = _fraction_digits_careful(x[rest])
+
+
+def _fraction_digits_careful(x: np.ndarray) -> np.ndarray:
+    """`_fraction_digits` for finite non-zero ``|x| < 1e13`` the main path did not prove.
+
+    Decade from the decimal powers, scaling by one or two exact powers of ten (``k <= 44``), the
+    near check (with the carry case at ``M == 1e13``) or the exact check, and the original's
+    per-value formatting for whatever remains.
+    """
+    ax = np.abs(x)
+    with np.errstate(all="ignore"):
+        e10 = (((ax.view(np.int64) >> 52) - 1023) * 78913) >> 18
+        e10 += ax >= _POWERS[e10 + (_EXP_OFFSET + 1)]
+        e10 -= ax < _POWERS[e10 + _EXP_OFFSET]
+        k = 13 - e10
         in_range = (k >= 1) & (k <= _MAX_K)
-        k = np.clip(k, 1, _MAX_K)
+        k = np.where(in_range, k, 13)
         first = np.minimum(k, 22)
-        second = k - first
-        y = v * _POW10[first]
-        two_step = second > 0
-        if two_step.any():
-            y = np.where(two_step, y * _POW10[second], y)
+        y = ax * _POW10[first]
+        two_step = k > 22
+        y = np.where(two_step, y * _POW10[k - first], y)
         m = np.rint(y)
         distance = np.abs(y - m)
         tol = np.where(two_step, _NEAR_TOL[True], _NEAR_TOL[False])
-        near = (m > _SIGNIFICANT) & (m < 1e14) & (distance <= tol)
+        near = (m > _SIGNIFICANT) & (m <= 1e14) & (distance <= tol)
         near |= (m == _SIGNIFICANT) & (distance <= _CARRY_TOL)
-        exact = (~two_step) & (m >= 1) & (m < 1e14) & (m / _POW10[first] == v)
+        exact = (~two_step) & (m >= 1) & (m < 1e14) & (m / _POW10[first] == ax)
         proven = in_range & (near | exact)
-
-        digits = (k - _trailing_zeros(np.where(proven, m, 1.0))).astype(np.float64)
-        digits[digits <= 0] = np.nan
-        out[idx[proven]] = digits[proven]
-
-    for i in idx[~proven]:
+        digits = _fraction_digits_of(np.where(proven, m, 1.0), k)
+        out = np.where(proven & (digits > 0), digits, np.nan)
+    for i in np.flatnonzero(~proven):
         out[i] = _fraction_digits_slow(float(x[i]))
     return out
 
 
-def _trailing_zeros(m: np.ndarray) -> np.ndarray:
-    """Trailing decimal zeros of positive integers below 1e14 held as float64 (exact ops only)."""
-    zeros = np.zeros(m.shape, dtype=np.int64)
+def _fraction_digits_of(m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``k`` minus the trailing decimal zeros of ``m`` (integers in [1, 1e14] as float64).
+
+    ``q = m / 10**p`` is exact when divisible; otherwise its distance to an integer (at least
+    ``10**-p``) exceeds its rounding error (below ``0.012 * 10**-p``), so ``q == rint(q)`` tests
+    divisibility exactly. The zeros removed, ``m / reduced`` is exactly ``10**zeros``, whose
+    binary exponent identifies ``zeros``.
+    """
+    reduced = m
     for power in (8, 4, 2, 1):  # greedy binary search: up to 15 zeros
-        divisor = _POW10[power]
-        divisible = np.fmod(m, divisor) == 0
-        m = np.where(divisible, m / divisor, m)
-        zeros += divisible * power
-    return zeros
+        q = reduced / _POW10[power]
+        reduced = np.where(q == np.rint(q), q, reduced)
+    exponent = (m / reduced).view(np.int64) >> 52
+    return k - _ZEROS_BY_EXPONENT[exponent]
 
 
 def _fraction_digits_slow(value: float) -> float:
@@ -174,9 +247,7 @@ def _supported(candles: object) -> bool:
         if dtype.kind == "f" and dtype.itemsize > 8:
             return False  # longdouble scalars format with their own precision
     date = dtypes["date"]
-    return (isinstance(date, np.dtype) and date.kind == "M") or isinstance(
-        date, pd.DatetimeTZDtype
-    )
+    return (isinstance(date, np.dtype) and date.kind == "M") or isinstance(date, pd.DatetimeTZDtype)
 
 
 def _count_dtypes() -> tuple[np.dtype, np.dtype] | None:
@@ -200,9 +271,7 @@ def _count_dtypes() -> tuple[np.dtype, np.dtype] | None:
 
 def _option(name: str) -> object:
     try:
-        import warnings
-
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # future.infer_string is deprecated in pandas 3
             warnings.simplefilter("ignore")
             return pd.get_option(name)
     except (KeyError, pd.errors.OptionError):
