@@ -63,7 +63,7 @@ def _path_report(totals: Totals, timings: list[float], peaks: list[int]) -> dict
 
 def _system_status(mon: Monitor, store: TelemetryStore | None) -> tuple[dict[str, Any], str]:
     status = mon.status()
-    if status is not None:
+    if status is not None and mon.names():  # this process ran routed calls: its status counts
         return status, "this process"
     if store is not None:
         stored = store.meta("system")
