@@ -98,6 +98,16 @@ class Flags:
             return True
         return bucket(self.settings.seed, name, next(self._calls)) <= decision.percentage
 
+    def use_shadow(self, name: str) -> bool:
+        """At level experimental: whether this call runs both paths and compares them."""
+        settings = self.settings
+        if settings.level < OptimizationLevel.EXPERIMENTAL or settings.shadow_percentage <= 0:
+            return False
+        opt = self.optimizations.get(name)
+        if opt is None or not opt.shadow or not self.decisions[name].active:
+            return False
+        return bucket(settings.seed + 1, name, next(self._calls)) <= settings.shadow_percentage
+
     def record_error(self, name: str, exc: BaseException) -> None:
         """Count an error of the optimized path; switch it off at the threshold."""
         self.errors[name] = count = self.errors.get(name, 0) + 1

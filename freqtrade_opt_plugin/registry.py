@@ -48,6 +48,9 @@ class Optimization:
     request): they pass through instead of triggering the fallback.
     `mutates_arguments=False` declares the original (and so the replacement) pure: the Router
     then skips the argument snapshot it otherwise takes to undo a failed optimized call.
+    `shadow=False` excludes it from shadow verification (at level experimental a share of calls
+    runs both paths on copies of the arguments): for replacements whose arguments cannot be
+    copied without side effects (e.g. a method that runs strategy code).
     """
 
     name: str
@@ -61,6 +64,7 @@ class Optimization:
     min_samples: int = 5
     propagates: tuple[type[BaseException], ...] = ()
     mutates_arguments: bool = True
+    shadow: bool = True
 
     @property
     def module(self) -> str:

@@ -5,20 +5,27 @@ When the optimized path raises, the arguments are restored from a snapshot and t
 its result is returned and the error counted; if the original raises as well, its exception
 propagates and nothing is counted (the optimization behaved like the original). Exceptions an
 optimization declares in `propagates` (e.g. an abort request) pass through at once.
+At level experimental a share of calls runs in shadow mode: the original on the real arguments
+(its result is returned), the optimized path on copies; any difference disables the optimization.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import logging
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from freqtrade_opt_plugin.equality import first_difference
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.monitor import Monitor, start_memory_trace, stop_memory_trace
 from freqtrade_opt_plugin.pristine import Snapshot
 from freqtrade_opt_plugin.registry import Optimization
 
+
+logger = logging.getLogger(__name__)
 
 ROUTER_ATTRIBUTE = "__freqtrade_opt__"
 
@@ -31,6 +38,7 @@ def make_router(
     replacement = opt.replacement
     propagates = opt.propagates
     use_optimized = flags.use_optimized
+    use_shadow = flags.use_shadow
     record = monitor.record
     sample_memory = monitor.should_sample_memory
     take_snapshot = Snapshot if opt.mutates_arguments else None
@@ -48,10 +56,34 @@ def make_router(
         record(name, "original", elapsed, peak_bytes=peak)
         return result
 
+    def run_shadow(args: tuple, kwargs: dict) -> Any:
+        """Run both paths (the optimized one on copies) and compare; return the original's."""
+        try:
+            copies = copy.deepcopy((args, kwargs))
+        except Exception:
+            return run_original(args, kwargs)
+        result = run_original(args, kwargs)
+        start = perf_counter()
+        try:
+            got = replacement(*copies[0], **copies[1])
+        except Exception as exc:
+            difference = f"the optimized path raised {type(exc).__name__}: {exc}"
+        else:
+            record(name, "optimized", perf_counter() - start)
+            difference = first_difference(got, result) or first_difference(
+                copies, (args, kwargs), "arguments after the call")
+        if difference is not None:
+            logger.error("freqtrade-opt: shadow check of '%s' found a difference: %s",
+                         name, difference)
+            flags.disable(name, f"shadow mismatch: {difference}")
+        return result
+
     @functools.wraps(original)
     def routed(*args: Any, **kwargs: Any) -> Any:
         if not use_optimized(name):
             return run_original(args, kwargs)
+        if use_shadow(name):
+            return run_shadow(args, kwargs)
         saved = take_snapshot(args, kwargs) if take_snapshot else None
         traced = sample_memory(name)
         if traced:

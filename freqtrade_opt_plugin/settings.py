@@ -55,6 +55,7 @@ class GlobalSettings(BaseSettings):
     error_threshold: int = Field(default=3, ge=1)
     seed: int = 0
     allow_unverified: bool = False
+    shadow_percentage: int = Field(default=10, ge=0, le=100)
 
     @field_validator("level", mode="before")
     @classmethod
@@ -107,6 +108,7 @@ class Settings:
     error_threshold: int = 3
     seed: int = 0
     allow_unverified: bool = False
+    shadow_percentage: int = 10
     enabled: Mapping[str, bool] = field(default_factory=dict)
     percentage: Mapping[str, int] = field(default_factory=dict)
     invalid: Mapping[str, str] = field(default_factory=dict)  # optimization -> problem
@@ -219,6 +221,7 @@ def load_settings(section: Any = None, names: Iterable[str] = ()) -> Settings:
         error_threshold=model.error_threshold,
         seed=model.seed,
         allow_unverified=model.allow_unverified,
+        shadow_percentage=model.shadow_percentage,
         enabled=enabled,
         percentage=percentage,
         invalid=invalid,

@@ -74,7 +74,7 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
         "settings": {
             name: {"value": getattr(settings, name) if settings else None,
                    "source": settings.sources.get(name, "default") if settings else "n/a"}
-            for name in ("level", "error_threshold", "seed", "allow_unverified")
+            for name in ("level", "error_threshold", "seed", "allow_unverified", "shadow_percentage")
         },
         "problems": list(settings.problems) if settings else [],
         "plugin_errors": dict(errors),

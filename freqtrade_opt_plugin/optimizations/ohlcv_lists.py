@@ -307,5 +307,6 @@ OPTIMIZATION = Optimization(
     ),
     default_percentage=100,
     performance_threshold=0.9,
+    shadow=False,  # runs strategy code and sets Backtesting state: not copyable
     propagates=(DependencyException,),
 )

@@ -124,3 +124,44 @@ def test_error_the_original_also_raises_is_not_counted():
         routed(pd.DataFrame({"open": [1.0]}), {})
     assert flags.errors["demo"] == 0
     assert monitor.stats("demo")["optimized"].errors == 0
+
+
+def shadow_route(replacement, percentage=100):
+    o = Optimization(name="demo", target="m:original", replacement=replacement,
+                     tier=OptimizationLevel.CONSERVATIVE, fingerprints={})
+    flags = Flags([o], Settings(level=OptimizationLevel.EXPERIMENTAL,
+                                shadow_percentage=percentage))
+    return make_router(o, original, flags, Monitor(MonitorSettings(persist=False))), flags
+
+
+@pytest.mark.parametrize("wrong", ["value", "type", "side effect", "raises"])
+def test_shadow_mode_returns_the_original_and_disables_on_any_difference(wrong):
+    def replacement(frame, frames, scale=2.0):
+        result = original(frame, frames, scale)
+        if wrong == "value":
+            result.loc[0, "scaled"] = 0.5
+        elif wrong == "type":
+            frames["result"] = int(frames["result"])
+        elif wrong == "side effect":
+            frames["extra"] = True
+        else:
+            raise RuntimeError("bug")
+        return result
+
+    routed, flags = shadow_route(replacement)
+    frame, frames = inputs()
+    expected_frame, expected_frames = inputs()
+    expected = original(expected_frame, expected_frames)
+    result = routed(frame, frames)
+    pd.testing.assert_frame_equal(result, expected, check_exact=True)
+    assert frames.keys() == expected_frames.keys()
+    assert type(frames["result"]) is type(expected_frames["result"])
+    assert flags.decisions["demo"].reason.startswith("auto-disabled: shadow mismatch")
+    assert not flags.use_optimized("demo")
+
+
+def test_shadow_mode_keeps_an_exact_optimization():
+    routed, flags = shadow_route(original)
+    for _ in range(5):
+        routed(*inputs())
+    assert flags.decisions["demo"].active
