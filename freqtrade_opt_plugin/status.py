@@ -9,6 +9,7 @@ import platform
 from typing import Any
 
 from freqtrade_opt_plugin import __version__, _autoload, activation
+from freqtrade_opt_plugin.settings import GlobalSettings
 
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
         "settings": {
             name: {"value": getattr(settings, name) if settings else None,
                    "source": settings.sources.get(name, "default") if settings else "n/a"}
-            for name in ("level", "error_threshold", "seed", "allow_unverified", "shadow_percentage")
+            for name in GlobalSettings.model_fields
         },
         "problems": list(settings.problems) if settings else [],
         "plugin_errors": dict(errors),
