@@ -147,6 +147,10 @@ def learn_config(config: Any) -> None:
         settings.export_section(section)
     if config.get("user_data_dir"):
         remember_user_data_dir(config["user_data_dir"])
+    if isinstance(section, dict) and "cache" in section:
+        from freqtrade_opt_plugin import cache
+
+        cache.configure(section["cache"])
     with _lock:
         if _active is not None:
             new = settings.load_settings(section, _active.optimizations)

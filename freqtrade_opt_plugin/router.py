@@ -67,6 +67,7 @@ def make_router(
         try:
             got = replacement(*copies[0], **copies[1])
         except Exception as exc:
+            record(name, "optimized", perf_counter() - start, error=True)
             difference = f"the optimized path raised {type(exc).__name__}: {exc}"
         else:
             record(name, "optimized", perf_counter() - start)

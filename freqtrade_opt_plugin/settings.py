@@ -135,9 +135,10 @@ def _config_section(section: Any, problems: list[str]) -> dict[str, Any]:
 def _load_globals(section: dict[str, Any], problems: list[str]):
     fields = GlobalSettings.model_fields
     config_globals = {k: v for k, v in section.items() if k in fields}
-    for key in sorted(section.keys() - fields.keys() - {"optimizations"}):
+    sections = ("optimizations", "cache")  # "cache" is read by freqtrade_opt_plugin.cache
+    for key in sorted(section.keys() - fields.keys() - set(sections)):
         problems.append(f"config '{CONFIG_KEY}.{key}' is not a setting; accepted: "
-                        f"{', '.join([*fields, 'optimizations'])}")
+                        f"{', '.join([*fields, *sections])}")
     token = _problems.set(problems)
     try:
         model = GlobalSettings(**config_globals)
@@ -175,8 +176,10 @@ def load_settings(section: Any = None, names: Iterable[str] = ()) -> Settings:
         try:
             override = OptimizationOverride.model_validate(raw)
         except ValidationError as exc:
-            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {_describe(e)}"
-                                for e in exc.errors())
+            message = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {_describe(e)}" if e["loc"]
+                else 'must be an object like {"enabled": true, "percentage": 50}'
+                for e in exc.errors())
             where = f"config '{CONFIG_KEY}.optimizations.{name}'"
             invalid[name] = f"{where}={raw!r} is invalid ({message})"
             continue

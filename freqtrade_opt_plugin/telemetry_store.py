@@ -238,7 +238,9 @@ class TelemetryStore:
             ensure_private_dir(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
-        elif not self.path.is_file():
+        else:
+            ensure_private_dir(self.path.parent)  # it may have been opened up since it was made
+        if not self.path.is_file():
             raise IsADirectoryError(f"{self.path} is not a file")
         conn = sqlite3.connect(
             str(self.path), timeout=self.busy_timeout, isolation_level=None,

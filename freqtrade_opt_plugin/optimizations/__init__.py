@@ -11,7 +11,9 @@ from freqtrade_opt_plugin.hookspecs import hookimpl
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_MODULES = ("tick_size", "trade_parallelism", "ohlcv_lists", "max_drawdown")
+BUILTIN_MODULES = (
+    "tick_size", "trade_parallelism", "ohlcv_lists", "max_drawdown", "indicator_cache",
+)
 
 
 @hookimpl

@@ -79,7 +79,7 @@ EXPECTED = {
         "config 'freqtrade_opt.error_threshold'='many' is invalid (Input should be a valid "
         "integer, unable to parse string as an integer); using 3",
         "config 'freqtrade_opt.colour' is not a setting; accepted: level, error_threshold, seed, "
-        "allow_unverified, shadow_percentage, optimizations",
+        "allow_unverified, shadow_percentage, optimizations, cache",
         "config 'freqtrade_opt.optimizations.tick_size'={'enabled': 'yes please'} is invalid "
         "(enabled: Input should be a valid boolean, unable to interpret input); 'tick_size' runs "
         "the original",
@@ -178,7 +178,5 @@ def test_existing_store_in_a_world_writable_directory_is_refused(tmp_path):
     assert TelemetryStore(state / FILENAME).write("r", [PathDelta("x", "original", calls=1)])
     os.chmod(state, 0o777)
     store = TelemetryStore(state / FILENAME)
-    if store.write("r2", [PathDelta("x", "original", calls=1)]):
-        pytest.xfail("defect: TelemetryStore checks the directory's mode only when it creates "
-                     "the store file (telemetry_store.py, _connection)")
+    assert not store.write("r2", [PathDelta("x", "original", calls=1)])
     assert "writable by group or others" in (store.problem or "")

@@ -1,0 +1,131 @@
+"""Cache settings: environment (``FREQTRADE_OPT_CACHE_*``) > config section > defaults.
+
+The config section is ``{"freqtrade_opt": {"cache": {...}}}`` in the Freqtrade config, with the
+same names in lower case without the prefix (``{"ohlcv_size_mb": 2048}``). A bad value never
+raises: one warning names the variable, the value and what is accepted, and the default is used
+(for the on/off switches: off).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "FREQTRADE_OPT_CACHE_"
+CACHE_NAMES = ("ohlcv", "analysis", "temporary", "backtesting")
+DEFAULTS: dict[str, tuple[float, float]] = {  # name: (size MB, TTL seconds)
+    "ohlcv": (1024, 2 * 3600),
+    "analysis": (200, 3600),
+    "temporary": (50, 5 * 60),
+    "backtesting": (500, 30 * 60),
+}
+_SWITCHES = ("enabled", "indicators")  # invalid value -> off
+_ACCEPTED = {
+    "enabled": "true or false",
+    "indicators": "true or false",
+    "dir": "a directory path",
+    "timeout_seconds": "a number of seconds > 0",
+}
+_reported: set[tuple[str, str]] = set()
+
+
+class CacheSettings(BaseSettings):
+    """Settings of the four caches. Sizes in MB (2**20 bytes), TTLs in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    enabled: bool = True
+    dir: Path | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    indicators: bool = True
+    ohlcv_size_mb: float = Field(default=DEFAULTS["ohlcv"][0], gt=0)
+    ohlcv_ttl_seconds: float = Field(default=DEFAULTS["ohlcv"][1], gt=0)
+    analysis_size_mb: float = Field(default=DEFAULTS["analysis"][0], gt=0)
+    analysis_ttl_seconds: float = Field(default=DEFAULTS["analysis"][1], gt=0)
+    temporary_size_mb: float = Field(default=DEFAULTS["temporary"][0], gt=0)
+    temporary_ttl_seconds: float = Field(default=DEFAULTS["temporary"][1], gt=0)
+    backtesting_size_mb: float = Field(default=DEFAULTS["backtesting"][0], gt=0)
+    backtesting_ttl_seconds: float = Field(default=DEFAULTS["backtesting"][1], gt=0)
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _safe_default(cls, value: Any, handler: ValidatorFunctionWrapHandler, info) -> Any:
+        try:
+            result = handler(value)
+            if isinstance(result, float) and result != result:  # NaN passes gt=0 checks
+                raise ValueError("not a number")
+            return result
+        except (ValidationError, ValueError) as exc:
+            name = info.field_name
+            fallback = False if name in _SWITCHES else cls.model_fields[name].default
+            _report(name, value, exc, fallback)
+            return fallback
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # environment overrides the config section
+
+    def size_limit(self, name: str) -> int:
+        """Size limit of cache `name` in bytes."""
+        return int(getattr(self, f"{name}_size_mb") * 2**20)
+
+    def ttl(self, name: str) -> float:
+        """Default time to live of cache `name` in seconds."""
+        return float(getattr(self, f"{name}_ttl_seconds"))
+
+
+def _accepted(name: str) -> str:
+    if name in _ACCEPTED:
+        return _ACCEPTED[name]
+    return "a number of megabytes > 0" if name.endswith("_size_mb") else "a number of seconds > 0"
+
+
+def _report(name: str, value: Any, exc: Exception, fallback: Any) -> None:
+    var = ENV_PREFIX + name.upper()
+    where = f"env {var}" if var in os.environ else f"config 'freqtrade_opt.cache.{name}'"
+    if (where, repr(value)) in _reported:
+        return
+    _reported.add((where, repr(value)))
+    shown = "off" if name in _SWITCHES else fallback
+    logger.warning(
+        "freqtrade-opt cache: %s=%r is invalid; accepted: %s; using %s", where, value,
+        _accepted(name), shown,
+    )
+
+
+def load_cache_settings(section: Mapping[str, Any] | None = None) -> CacheSettings:
+    """Resolve the settings from the environment and the config section ``freqtrade_opt.cache``."""
+    fields = CacheSettings.model_fields
+    init: dict[str, Any] = {}
+    if section is not None:
+        if not isinstance(section, Mapping):
+            logger.warning(
+                "freqtrade-opt cache: config 'freqtrade_opt.cache' must be an object, got %r; "
+                "ignoring it", section,
+            )
+        else:
+            for key, value in section.items():
+                if key in fields:
+                    init[key] = value
+                elif ("section", key) not in _reported:
+                    _reported.add(("section", key))
+                    logger.warning(
+                        "freqtrade-opt cache: config 'freqtrade_opt.cache.%s' is not a setting; "
+                        "accepted: %s", key, ", ".join(fields),
+                    )
+    try:
+        return CacheSettings(**init)
+    except ValidationError as exc:  # pragma: no cover - the wrap validator catches field errors
+        logger.warning("freqtrade-opt cache: invalid settings (%s); caching is off", exc)
+        return CacheSettings.model_construct(enabled=False)
