@@ -41,7 +41,10 @@ def test_backtest_with_plugin_took_the_optimized_paths(plugin_run):
     assert calls[("tick_size", "optimized")] == pairs
     assert calls[("ohlcv_as_lists", "optimized")] == 1
     assert calls[("max_drawdown", "optimized")] > 0
-    assert not any(path == "original" and n for (_, path), n in calls.items())
+    standard = {"tick_size", "ohlcv_as_lists", "max_drawdown", "trade_parallelism"}
+    assert not any(path == "original" and n for (name, path), n in calls.items()
+                   if name in standard)
+    assert calls.get(("indicator_cache", "optimized"), 0) == 0  # tier aggressive: not at standard
 
 
 def test_stock_level_runs_originals_as_timed_baseline(e2e_workspace, offline_env, tmp_path):
