@@ -48,10 +48,11 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from freqtrade_opt_plugin import paths
+from freqtrade_opt_plugin.settings import SafeSettings
 from freqtrade_opt_plugin.telemetry_store import FILENAME, PathDelta, TelemetryStore, Totals
 
 
@@ -72,13 +73,14 @@ FIRST_TRACE_FACTOR = 20.0  # assumed slowdown of a traced call before one was me
 # -- settings -------------------------------------------------------------------------------------
 
 
-class MonitorSettings(BaseSettings):
+class MonitorSettings(SafeSettings):
     """Monitor settings, from ``FREQTRADE_OPT_MONITOR_<FIELD>`` environment variables.
 
     An invalid value is logged (variable, value, what is accepted) and the default is used.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    config_path = "freqtrade_opt.monitor"
 
     persist: bool = True  # write telemetry to the store under state_dir()
     memory_sample_rate: float = Field(default=0.02, ge=0.0, le=1.0)  # most calls traced
@@ -95,31 +97,6 @@ class MonitorSettings(BaseSettings):
     min_samples: int = Field(default=20, ge=3)  # per side, before a regression is reported
     report_min_samples: int = Field(default=5, ge=1)  # per side, before a speedup is shown
     alpha: float = Field(default=0.01, gt=0.0, lt=0.5)  # one-sided rank test significance
-
-    @field_validator("*", mode="wrap")
-    @classmethod
-    def _safe_default(cls, value: Any, handler: ValidatorFunctionWrapHandler, info) -> Any:
-        try:
-            return handler(value)
-        except (ValidationError, ValueError) as exc:
-            name = info.field_name
-            default = cls.model_fields[name].default
-            field_info = cls.model_fields[name]
-            limits = [
-                f"{key} {getattr(meta, key)}"
-                for meta in field_info.metadata
-                for key in ("ge", "gt", "le", "lt")
-                if getattr(meta, key, None) is not None
-            ]
-            accepted = field_info.annotation.__name__
-            if limits:
-                accepted += f" ({', '.join(limits)})"
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            logger.warning(
-                "freqtrade-opt: %s%s=%r is invalid (%s); accepted: %s; using %r",
-                ENV_PREFIX, name.upper(), value, reason, accepted, default,
-            )
-            return default
 
 
 def load_settings() -> MonitorSettings:

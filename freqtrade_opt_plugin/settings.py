@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -46,45 +48,80 @@ RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_", "LEVEL", "ERROR_THRES
 _problems: ContextVar[list[str] | None] = ContextVar("_problems", default=None)
 
 
-class GlobalSettings(BaseSettings):
-    """Plugin-wide settings. An invalid value is reported and replaced by the safe default."""
+class SafeSettings(BaseSettings):
+    """A pydantic-settings model whose invalid values are reported and replaced, never raised.
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    The environment (``model_config["env_prefix"]``) overrides init kwargs (the config section
+    at `config_path`). An invalid value is reported once by `report` with the variable or config
+    key, the value, why, and what is accepted; the field's `fallback` is used instead.
+    """
 
-    level: OptimizationLevel = OptimizationLevel.DISABLED
-    error_threshold: int = Field(default=3, ge=1)
-    seed: int = 0
-    allow_unverified: bool = False
-    shadow_percentage: int = Field(default=10, ge=0, le=100)
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _parse_level(cls, value: Any) -> OptimizationLevel:
-        return OptimizationLevel.parse(value)
+    model_config = SettingsConfigDict(extra="ignore")
+    config_path: ClassVar[str] = CONFIG_KEY
 
     @field_validator("*", mode="wrap")
     @classmethod
     def _safe_default(cls, value: Any, handler: ValidatorFunctionWrapHandler, info) -> Any:
         try:
-            return handler(value)
+            result = handler(value)
+            if isinstance(result, float) and math.isnan(result):  # NaN passes gt/ge checks
+                raise ValueError("not a number")
+            return result
         except (ValidationError, ValueError) as exc:
             name = info.field_name
-            var = ENV_PREFIX + name.upper()
-            where = f"env {var}" if var in os.environ else f"config '{CONFIG_KEY}.{name}'"
-            default = cls.model_fields[name].default
-            shown = default.name.lower() if isinstance(default, OptimizationLevel) else default
+            fallback = cls.fallback(name)
+            var = cls.model_config.get("env_prefix", "") + name.upper()
+            where = f"env {var}" if var in os.environ else f"config '{cls.config_path}.{name}'"
             reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            problems = _problems.get()
-            if problems is not None:
-                problems.append(f"{where}={value!r} is invalid ({reason}); using {shown!r}")
-            return default
+            accepted = "" if "accepted" in reason else f"; accepted: {cls.accepted(name)}"
+            shown = fallback.name.lower() if isinstance(fallback, OptimizationLevel) else fallback
+            cls.report(f"{where}={value!r} is invalid ({reason}){accepted}; using {shown!r}")
+            return fallback
+
+    @classmethod
+    def fallback(cls, name: str) -> Any:
+        return cls.model_fields[name].default
+
+    @classmethod
+    def accepted(cls, name: str) -> str:
+        """What field `name` accepts: its type and bounds, e.g. ``int (ge 1)``."""
+        info = cls.model_fields[name]
+        limits = [f"{key} {getattr(meta, key)}" for meta in info.metadata
+                  for key in ("ge", "gt", "le", "lt") if getattr(meta, key, None) is not None]
+        kind = getattr(info.annotation, "__name__", str(info.annotation))
+        return kind + (f" ({', '.join(limits)})" if limits else "")
+
+    @classmethod
+    def report(cls, message: str) -> None:
+        problems = _problems.get()
+        if problems is not None:
+            problems.append(message)
+        elif message not in _reported:
+            _reported.add(message)
+            logger.warning("freqtrade-opt: %s", message)
 
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first: it overrides the config section (passed as init kwargs).
-        return (env_settings, init_settings)
+        return (env_settings, init_settings)  # the environment overrides the config section
+
+
+_reported: set[str] = set()
+
+
+class GlobalSettings(SafeSettings):
+    """Plugin-wide settings."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    level: Annotated[OptimizationLevel, BeforeValidator(OptimizationLevel.parse)] = (
+        OptimizationLevel.DISABLED
+    )
+    error_threshold: int = Field(default=3, ge=1)
+    seed: int = 0
+    allow_unverified: bool = False
+    shadow_percentage: int = Field(default=10, ge=0, le=100)
 
 
 class OptimizationOverride(BaseModel):

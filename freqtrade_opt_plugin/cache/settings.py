@@ -9,13 +9,14 @@ raises: one warning names the variable, the value and what is accepted, and the 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from freqtrade_opt_plugin.settings import SafeSettings
 
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,11 @@ _ACCEPTED = {
 _reported: set[tuple[str, str]] = set()
 
 
-class CacheSettings(BaseSettings):
+class CacheSettings(SafeSettings):
     """Settings of the four caches. Sizes in MB (2**20 bytes), TTLs in seconds."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    config_path = "freqtrade_opt.cache"
 
     enabled: bool = True
     dir: Path | None = None
@@ -56,25 +58,16 @@ class CacheSettings(BaseSettings):
     backtesting_size_mb: float = Field(default=DEFAULTS["backtesting"][0], gt=0)
     backtesting_ttl_seconds: float = Field(default=DEFAULTS["backtesting"][1], gt=0)
 
-    @field_validator("*", mode="wrap")
     @classmethod
-    def _safe_default(cls, value: Any, handler: ValidatorFunctionWrapHandler, info) -> Any:
-        try:
-            result = handler(value)
-            if isinstance(result, float) and result != result:  # NaN passes gt=0 checks
-                raise ValueError("not a number")
-            return result
-        except (ValidationError, ValueError) as exc:
-            name = info.field_name
-            fallback = False if name in _SWITCHES else cls.model_fields[name].default
-            _report(name, value, exc, fallback)
-            return fallback
+    def fallback(cls, name: str) -> Any:
+        return False if name in _SWITCHES else cls.model_fields[name].default
 
     @classmethod
-    def settings_customise_sources(
-        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)  # environment overrides the config section
+    def accepted(cls, name: str) -> str:
+        if name in _ACCEPTED:
+            return _ACCEPTED[name]
+        return "a number of megabytes > 0" if name.endswith("_size_mb") else \
+            "a number of seconds > 0"
 
     def size_limit(self, name: str) -> int:
         """Size limit of cache `name` in bytes."""
@@ -83,25 +76,6 @@ class CacheSettings(BaseSettings):
     def ttl(self, name: str) -> float:
         """Default time to live of cache `name` in seconds."""
         return float(getattr(self, f"{name}_ttl_seconds"))
-
-
-def _accepted(name: str) -> str:
-    if name in _ACCEPTED:
-        return _ACCEPTED[name]
-    return "a number of megabytes > 0" if name.endswith("_size_mb") else "a number of seconds > 0"
-
-
-def _report(name: str, value: Any, exc: Exception, fallback: Any) -> None:
-    var = ENV_PREFIX + name.upper()
-    where = f"env {var}" if var in os.environ else f"config 'freqtrade_opt.cache.{name}'"
-    if (where, repr(value)) in _reported:
-        return
-    _reported.add((where, repr(value)))
-    shown = "off" if name in _SWITCHES else fallback
-    logger.warning(
-        "freqtrade-opt cache: %s=%r is invalid; accepted: %s; using %s", where, value,
-        _accepted(name), shown,
-    )
 
 
 def load_cache_settings(section: Mapping[str, Any] | None = None) -> CacheSettings:

@@ -164,7 +164,7 @@ def test_invalid_switch_means_off(monkeypatch, caplog):
     monkeypatch.setenv("FREQTRADE_OPT_CACHE_ENABLED", "perhaps")
     caplog.set_level("WARNING")
     assert load_cache_settings().enabled is False
-    assert "accepted: true or false; using off" in caplog.text
+    assert "accepted: true or false; using False" in caplog.text
 
 
 def test_disabled_caches_store_nothing(configure_caches):

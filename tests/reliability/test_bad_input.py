@@ -69,7 +69,7 @@ EXPECTED = {
         "'ohlcv_as_lists' runs the original",
         f"env FREQTRADE_OPT_WARP_DRIVE: unknown optimization 'warp_drive'; {KNOWN}",
         "env FREQTRADE_OPT_ERROR_THRESHOLD='0' is invalid (Input should be greater than or equal "
-        "to 1); using 3",
+        "to 1); accepted: int (ge 1); using 3",
         "FREQTRADE_OPT_MONITOR_FLUSH_EVERY='lots' is invalid (Input should be a valid integer, "
         "unable to parse string as an integer); accepted: int (ge 1); using 10000",
         "unusable (DatabaseError: file is not a database while",
@@ -77,7 +77,7 @@ EXPECTED = {
     ],
     "config": [
         "config 'freqtrade_opt.error_threshold'='many' is invalid (Input should be a valid "
-        "integer, unable to parse string as an integer); using 3",
+        "integer, unable to parse string as an integer); accepted: int (ge 1); using 3",
         "config 'freqtrade_opt.colour' is not a setting; accepted: level, error_threshold, seed, "
         "allow_unverified, shadow_percentage, optimizations, cache",
         "config 'freqtrade_opt.optimizations.tick_size'={'enabled': 'yes please'} is invalid "
