@@ -238,3 +238,59 @@ def test_disabled_cache_never_touches_the_directory(configure_caches, tmp_path):
     pd.testing.assert_frame_equal(rolling_mean(frame, 2), frame.rolling(2).mean())
     assert get_cache("ohlcv").bypassed is None
     assert get_cache("ohlcv").get("x") is MISSING
+
+
+_WRITER = """
+import os, sys
+import numpy as np
+import pandas as pd
+from freqtrade_opt_plugin.cache import get_cache
+
+cache = get_cache("temporary")
+i = 0
+while True:
+    key = f"frame-{i % 40}"
+    rng = np.random.default_rng(i % 40)
+    cache.set(key, pd.DataFrame({"x": rng.random(20_000), "y": rng.integers(0, 9, 20_000)}))
+    i += 1
+    if i == 5:
+        open(sys.argv[1], "w").close()  # tell the test the writer is busy
+"""
+
+
+def test_writer_killed_mid_write_leaves_a_usable_cache(cache_dir, tmp_path, plugin_warnings):
+    """SIGKILL a process while it writes frames: the next process reads only exact values."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    from freqtrade_opt_plugin.cache import caches, get_cache, get_cache_status
+
+    ready = tmp_path / "ready"
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(ready)], env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline and writer.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it get into the middle of further writes
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert ready.exists(), "the writer never got going"
+
+    caches.configure()
+    cache = get_cache("temporary")
+    found = 0
+    for n in range(40):
+        value = cache.get(f"frame-{n}")
+        if value is caches.MISSING:
+            continue
+        rng = np.random.default_rng(n)
+        expected = pd.DataFrame({"x": rng.random(20_000), "y": rng.integers(0, 9, 20_000)})
+        pd.testing.assert_frame_equal(value, expected, check_exact=True)
+        found += 1
+    assert found > 0
+    assert cache.set("after-kill", {"ok": True}) and cache.get("after-kill") == {"ok": True}
+    assert get_cache_status()["caches"]["temporary"]["entries"] >= found
