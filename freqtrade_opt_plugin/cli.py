@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "freqtrade_opt_plugin.monitor",
     "freqtrade_opt_plugin.cache.commands",
     "freqtrade_opt_plugin.demo",
+    "freqtrade_opt_plugin.bench",
     "freqtrade_opt_plugin.template",
     "freqtrade_opt_plugin.verify",
 )
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ImportError:
+        except ImportError as exc:  # a command's optional part is missing: the rest still works
+            logging.getLogger(__name__).warning("freqtrade-opt: %s unavailable: %s", name, exc)
             continue
         register = getattr(module, "register_cli", None)
         if register is not None:

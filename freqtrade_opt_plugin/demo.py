@@ -39,7 +39,7 @@ EXIT_DIFFERENT = 1
 EXIT_FAILED = 2
 
 
-def _levels() -> tuple[str, ...]:
+def level_names() -> tuple[str, ...]:
     """The level names the plugin accepts (from its registry when available)."""
     try:
         from freqtrade_opt_plugin.registry import OptimizationLevel
@@ -177,8 +177,8 @@ def run_demo(
     from freqtrade_opt_plugin.offline.datagen import default_pairs
     from freqtrade_opt_plugin.offline.workspace import create_workspace, run_backtest
 
-    if level not in _levels():
-        raise ValueError(f"level must be one of {', '.join(_levels())}, got {level!r}")
+    if level not in level_names():
+        raise ValueError(f"level must be one of {', '.join(level_names())}, got {level!r}")
     if days <= 0:
         raise ValueError(f"days must be positive, got {days}")
     console = console or Console()
@@ -221,7 +221,7 @@ def run_demo(
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -233,7 +233,7 @@ def _positive_int(text: str) -> int:
 
 def _bounded_int(maximum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = _positive_int(text)
+        value = positive_int(text)
         if value > maximum:
             raise argparse.ArgumentTypeError(f"at most {maximum}, got {value}")
         return value
@@ -280,7 +280,7 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
         help=f"number of USDT pairs, 1-{len(PAIR_CHOICES)} (default: {DEFAULT_PAIRS})",
     )
     parser.add_argument(
-        "--days", type=_positive_int, default=DEFAULT_DAYS, metavar="N",
+        "--days", type=positive_int, default=DEFAULT_DAYS, metavar="N",
         help=f"days of 5m candles per pair (default: {DEFAULT_DAYS})",
     )
     parser.add_argument(
@@ -291,7 +291,7 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
         "temporary directory, removed afterwards)",
     )
     parser.add_argument(
-        "--level", choices=_levels(), default="standard",
+        "--level", choices=level_names(), default="standard",
         help="optimization level of the optimized run (default: standard)",
     )
     parser.set_defaults(func=cmd_demo)
