@@ -54,9 +54,3 @@ class Snapshot:
             # pandas' own primitive for in-place operations: swap the data manager back.
             target._update_inplace(_frame_copy(saved))
             target.attrs = dict(saved.attrs)
-
-
-def snapshot(args: tuple, kwargs: dict[str, Any]) -> Snapshot:
-    return Snapshot(args, kwargs)
-
-
