@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freqtrade_opt_plugin.demo import level_names, positive_int
+from freqtrade_opt_plugin.demo import int_at_least, level_names, positive_int
 
 
 if TYPE_CHECKING:  # heavy imports happen when the bench runs, not when the CLI starts
@@ -823,16 +823,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(report["exit_code"])
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def _scale(text: str) -> str:
     try:
         parse_scale(text)
@@ -879,7 +869,7 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
         help="optimization level of the plugin runs (default: standard)",
     )
     parser.add_argument(
-        "--warmup", type=_non_negative_int, default=0, metavar="N",
+        "--warmup", type=int_at_least(0), default=0, metavar="N",
         help="untimed stock+plugin rounds per size before the timed ones (default: 0)",
     )
     parser.add_argument(

@@ -40,9 +40,8 @@ CONFIG_KEY = "freqtrade_opt"
 CONFIG_ENV = "_FREQTRADE_OPT_CONFIG"  # the config section, handed down to worker processes
 Source = Literal["default", "config", "env"]
 
-# Variables with this prefix that are not per-optimization flags.
-RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_", "LEVEL", "ERROR_THRESHOLD", "SEED",
-            "ALLOW_UNVERIFIED", "SHADOW_")
+# Prefixes of variables that belong to other parts (besides GlobalSettings' own fields).
+RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_")
 
 
 _problems: ContextVar[list[str] | None] = ContextVar("_problems", default=None)
@@ -249,7 +248,8 @@ def load_settings(section: Any = None, names: Iterable[str] = ()) -> Settings:
             continue
         rest = key[len(ENV_PREFIX):]
         base = rest.removesuffix("_PERCENTAGE")
-        if rest.startswith(RESERVED) or base in known:
+        if rest.startswith(RESERVED) or rest.lower() in GlobalSettings.model_fields \
+                or base in known:
             continue
         problems.append(f"env {key}: unknown optimization '{base.lower()}'; known: "
                         f"{', '.join(names) or 'none'}")

@@ -110,25 +110,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 @dataclass
-class PathDelta:
-    """What one flush adds for one (optimization, path): counters and new samples."""
-
-    name: str
-    path: str
-    calls: int = 0
-    errors: int = 0
-    fallbacks: int = 0
-    total_seconds: float = 0.0
-    timed_calls: int = 0
-    timed_seconds: float = 0.0
-    mem_samples: int = 0
-    mem_peak_sum: int = 0
-    mem_peak_max: int = 0
-    timings: list[float] = field(default_factory=list)
-    peaks: list[int] = field(default_factory=list)
-
-
-@dataclass
 class Totals:
     """Counters of one (optimization, path), summed over the runs asked for."""
 
@@ -143,6 +124,14 @@ class Totals:
     mem_samples: int = 0
     mem_peak_sum: int = 0
     mem_peak_max: int = 0
+
+
+@dataclass
+class PathDelta(Totals):
+    """What one flush adds for one (optimization, path): counters and new samples."""
+
+    timings: list[float] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)
 
 
 class _Unavailable(Exception):
