@@ -338,7 +338,9 @@ def e2e(quick: bool, pairs: int, days: int, repeat: int, heavy: bool = False) ->
             for run in (first, second):
                 verdict = compare_backtests(stock, run)
                 assert verdict.identical, verdict.summary()
-            assert "reused cached indicators" in second.log_path.read_text()
+            log = second.log_path.read_text()
+            assert "reused cached indicators" in log
+            assert "reused the stored result of an identical backtest" in log
             rows.append((first.wall_time, second.wall_time, _phase(first.log_path),
                          _phase(second.log_path)))
             print(f"  pair of runs {i}: first {first.wall_time:6.2f} s (indicators "

@@ -4,7 +4,8 @@ Per call: ask the flags; run the optimized replacement or the original; time it;
 When the optimized path raises, the arguments are restored from a snapshot and the original runs:
 its result is returned and the error counted; if the original raises as well, its exception
 propagates and nothing is counted (the optimization behaved like the original). Exceptions an
-optimization declares in `propagates` (e.g. an abort request) pass through at once.
+optimization declares in `propagates` (e.g. an abort request) pass through at once, and so do
+exceptions of the original called by a replacement through `call_original`.
 At level experimental a share of calls runs in shadow mode: the original on the real arguments
 (its result is returned), the optimized path on copies; any difference disables the optimization.
 """
@@ -28,6 +29,25 @@ from freqtrade_opt_plugin.registry import Optimization
 logger = logging.getLogger(__name__)
 
 ROUTER_ATTRIBUTE = "__freqtrade_opt__"
+#: Set on an exception raised by the original when a replacement called it (`call_original`).
+ORIGINAL_ERROR_ATTRIBUTE = "__freqtrade_opt_original_error__"
+
+
+def call_original(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call `original` from inside a replacement (e.g. a cache on a miss).
+
+    An exception it raises is the original's own behaviour, not a failure of the optimization:
+    it is marked, and the Router re-raises it unchanged instead of counting an error and running
+    the original a second time.
+    """
+    try:
+        return original(*args, **kwargs)
+    except Exception as exc:
+        try:
+            setattr(exc, ORIGINAL_ERROR_ATTRIBUTE, True)
+        except AttributeError:  # e.g. an exception type with __slots__
+            pass
+        raise
 
 
 def make_router(
@@ -100,6 +120,8 @@ def make_router(
             failed_after = perf_counter() - start
             if traced:
                 stop_memory_trace()
+            if getattr(exc, ORIGINAL_ERROR_ATTRIBUTE, False):
+                raise  # the original itself raised (see `call_original`)
             if saved is not None:
                 saved.restore()
             # If the original raises too, the optimization behaved like it: its error propagates.

@@ -5,6 +5,8 @@ run code in every process that reads it (CVE-2025-69872). `SafeDisk` stores only
 produced and reads only what `decode` understands:
 
 * ``F`` DataFrame and ``S`` Series: Arrow IPC stream (pandas metadata restores dtypes and index);
+  object columns holding containers (e.g. the ``orders`` lists of a backtest's trades) go into
+  the header as tagged JSON instead, which Arrow would turn into arrays;
 * ``N`` numpy array and ``G`` numpy scalar: dtype/shape header + raw C-ordered bytes;
 * ``J`` plain values (None, bool, int, float, str, list, tuple, dict) as tagged JSON;
 * ``T`` a tuple of any of the above.
@@ -141,17 +143,28 @@ def _hashable(key: Any) -> Any:
 
 # -- Arrow -------------------------------------------------------------------------------------
 def _frame_bytes(frame: pd.DataFrame, name: Any = None) -> list:
-    """Header (JSON: Series name, index freq, object columns) + Arrow IPC stream."""
+    """Header (JSON: Series name, index freq, object and container columns) + Arrow IPC stream."""
     freq = getattr(frame.index, "freq", None)
     if freq is not None and not isinstance(frame.index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
         freq = None  # PeriodIndex carries its freq in the dtype
+    objects = [i for i, dtype in enumerate(frame.dtypes)
+               if isinstance(dtype, np.dtype) and dtype.kind == "O"]
+    containers = {}
+    for position in objects:
+        values = frame.iloc[:, position].tolist()
+        if any(type(v) in (list, dict, tuple) for v in values):
+            containers[str(position)] = [_to_json(v) for v in values]
     header = {
         "name": _to_json(name),
         "freq": None if freq is None else freq.freqstr,
-        "object": [i for i, dtype in enumerate(frame.dtypes)
-                   if isinstance(dtype, np.dtype) and dtype.kind == "O"],
+        "object": objects,
         "columns": _columns_spec(frame.columns),
+        "containers": containers,
     }
+    if containers:
+        frame = frame.copy(deep=False)
+        for position in containers:
+            frame.isetitem(int(position), pd.Series(None, index=frame.index, dtype=object))
     if header["columns"] is not None:
         # Arrow field names are strings: store positional ones, the labels in the header
         frame = frame.set_axis([f"c{i}" for i in range(frame.shape[1])], axis=1)
@@ -207,6 +220,13 @@ def _bytes_frame(data: memoryview) -> tuple[pd.DataFrame, Any]:
             frame = frame.set_axis(_columns_from_spec(header["columns"]), axis=1)
         for position in objects:
             frame.isetitem(position, frame.iloc[:, position].astype(object))
+        for position, stored in (header.get("containers") or {}).items():
+            values = np.empty(len(frame), dtype=object)
+            if len(stored) != len(values):
+                raise CorruptEntry("container column length does not match the frame")
+            for row, value in enumerate(stored):
+                values[row] = _from_json(value)
+            frame.isetitem(int(position), pd.Series(values, index=frame.index, dtype=object))
         if freq is not None:
             index = frame.index
             frame.index = type(index)(index, freq=freq)

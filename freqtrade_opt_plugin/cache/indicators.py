@@ -85,6 +85,8 @@ __all__ = [
     "indicator_cache_key",
     "original_advise_all_indicators",
     "strategy_cacheability",
+    "strategy_identity",
+    "strategy_sources",
 ]
 
 CACHE_NAME = "analysis"
@@ -140,9 +142,11 @@ _DP_CALLS = frozenset({
     "current_whitelist", "get_required_startup", "get_funding_rate_timeframe",
 })
 _DP_ATTRIBUTES = frozenset({"runmode"})
+#: Also banned in trade-loop callbacks: DataProvider calls that query the exchange live.
+_BANNED_TRADING_CALLS = frozenset({"ticker", "orderbook", "funding_rate"})
 
 _lock = threading.Lock()
-_class_plans: dict[type, _ClassPlan] = {}
+_class_plans: dict[tuple[type, bool], _ClassPlan] = {}
 _internals_ok: list[bool] = []
 _reported: set[tuple[str, str]] = set()
 
@@ -368,7 +372,8 @@ class _ScanResult:
     reads: set[str] | None = field(default_factory=set)  # self.<name> read; None: all of self
 
 
-def _scan(sources: list[tuple[str, str]], roots: set[str], cls: type) -> _ScanResult:
+def _scan(sources: list[tuple[str, str]], roots: set[str], cls: type,
+          banned_calls: frozenset[str] = _BANNED_CALLS) -> _ScanResult:
     """Walk the code reachable from the methods named `roots`.
 
     Finds the first nondeterminism marker, and the strategy attributes the code reads: every
@@ -405,7 +410,7 @@ def _scan(sources: list[tuple[str, str]], roots: set[str], cls: type) -> _ScanRe
         if escaped:
             result.reads = None
         for child in ast.walk(node):
-            marker = _marker(child)
+            marker = _marker(child, banned_calls)
             if marker is not None:
                 result.marker = marker
                 break
@@ -449,14 +454,14 @@ def _self_escapes(node: ast.AST, self_name: str | None) -> bool:
     return False
 
 
-def _marker(node: ast.AST) -> str | None:
+def _marker(node: ast.AST, banned_calls: frozenset[str] = _BANNED_CALLS) -> str | None:
     if isinstance(node, ast.Attribute) and node.attr in _BANNED_PARTS:
         return f"uses '{'.'.join(_dotted(node))}'"
     if isinstance(node, ast.Name) and node.id in _BANNED_PARTS:
         return f"uses '{node.id}'"
     if isinstance(node, ast.Call):
         parts = _dotted(node.func)
-        if parts and (parts[-1] in _BANNED_CALLS or parts[-1].startswith("read_")):
+        if parts and (parts[-1] in banned_calls or parts[-1].startswith("read_")):
             return f"calls '{'.'.join(parts)}()'"
     return None
 
@@ -521,30 +526,44 @@ def _roots(cls: type) -> set[str]:
     return roots
 
 
-def _class_plan(cls: type) -> _ClassPlan:
+def _all_methods(classes: Iterable[type]) -> set[str]:
+    """Names of every function defined in `classes` (all the code the trade loop can call)."""
+    return {name for cls in classes for name, value in vars(cls).items()
+            if _function_of(value) is not None}
+
+
+def _class_plan(cls: type, whole: bool = False) -> _ClassPlan:
+    """The static plan of `cls`: for its indicator code, or with `whole` for all of its code."""
     with _lock:
-        plan = _class_plans.get(cls)
+        plan = _class_plans.get((cls, whole))
     if plan is not None:
         return plan
-    plan = _build_class_plan(cls)
+    plan = _build_class_plan(cls, whole)
     with _lock:
-        _class_plans[cls] = plan
+        _class_plans[(cls, whole)] = plan
     return plan
 
 
-def _build_class_plan(cls: type) -> _ClassPlan:
+def _build_class_plan(cls: type, whole: bool = False) -> _ClassPlan:
     classes = _user_classes(cls)
     if not classes:
         return _ClassPlan(None, "no user strategy class")
     closure = _collect(classes)
     if isinstance(closure, str):
         return _ClassPlan(None, closure)
-    scan = _scan(closure.sources, _roots(cls), cls)
-    if scan.marker is not None:
-        return _ClassPlan(None, f"populate_indicators (or code it calls) {scan.marker}")
-    reads = None if scan.reads is None else frozenset(scan.reads | FRAMEWORK_READS)
+    if whole:
+        scan = _scan(closure.sources, _all_methods(classes), cls,
+                     _BANNED_CALLS | _BANNED_TRADING_CALLS)
+        if scan.marker is not None:
+            return _ClassPlan(None, f"the strategy's code {scan.marker}")
+        reads = None
+    else:
+        scan = _scan(closure.sources, _roots(cls), cls)
+        if scan.marker is not None:
+            return _ClassPlan(None, f"populate_indicators (or code it calls) {scan.marker}")
+        reads = None if scan.reads is None else frozenset(scan.reads | FRAMEWORK_READS)
     digest = content_hash(
-        "indicator-static/1",
+        "strategy-static/1" if whole else "indicator-static/1",
         f"{cls.__module__}:{cls.__qualname__}",
         closure.sources,
         _code_digests(closure.namespaces),
@@ -975,6 +994,35 @@ def strategy_cacheability(strategy: Any) -> str | None:
     if plan.digest is None:
         return plan.reason
     return None
+
+
+def strategy_identity(strategy: Any) -> str:
+    """Digest of everything the strategy's code may depend on besides config, data and ``dp``.
+
+    That is all of its user code (every method of its user classes and the user modules they
+    reach, scanned for nondeterminism, trade-loop callbacks included), the libraries' versions,
+    and its whole state (instance attributes, user class data, plain-data module globals).
+    Raises `Unhashable` naming the reason when that cannot be established.
+    """
+    plan = _class_plan(type(strategy), whole=True)
+    if plan.digest is None:
+        raise Unhashable(plan.reason)
+    return content_hash(plan.digest, _state_digest(strategy, plan))
+
+
+def strategy_sources(strategy: Any) -> list[str]:
+    """Source texts of the strategy's user modules (raises `Unhashable` if unavailable)."""
+    plan = _class_plan(type(strategy), whole=True)
+    if plan.digest is None:
+        raise Unhashable(plan.reason)
+    sources = [vars(cls)["__source__"] for cls in plan.classes
+               if isinstance(vars(cls).get("__source__"), str)]
+    for namespace in plan.namespaces:
+        source = _namespace_source(namespace)
+        if source is None:
+            raise Unhashable(f"source of module {namespace.get('__name__')} unavailable")
+        sources.append(source)
+    return sources
 
 
 def indicator_cache_key(strategy: Any, pair: str, pair_data: pd.DataFrame) -> str:

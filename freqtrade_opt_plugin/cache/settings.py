@@ -29,10 +29,11 @@ DEFAULTS: dict[str, tuple[float, float]] = {  # name: (size MB, TTL seconds)
     "temporary": (50, 5 * 60),
     "backtesting": (500, 30 * 60),
 }
-_SWITCHES = ("enabled", "indicators")  # invalid value -> off
+_SWITCHES = ("enabled", "indicators", "backtests")  # invalid value -> off
 _ACCEPTED = {
     "enabled": "true or false",
     "indicators": "true or false",
+    "backtests": "true or false",
     "dir": "a directory path",
     "timeout_seconds": "a number of seconds > 0",
 }
@@ -49,6 +50,7 @@ class CacheSettings(SafeSettings):
     dir: Path | None = None
     timeout_seconds: float = Field(default=5.0, gt=0)
     indicators: bool = True
+    backtests: bool = True
     ohlcv_size_mb: float = Field(default=DEFAULTS["ohlcv"][0], gt=0)
     ohlcv_ttl_seconds: float = Field(default=DEFAULTS["ohlcv"][1], gt=0)
     analysis_size_mb: float = Field(default=DEFAULTS["analysis"][0], gt=0)

@@ -46,6 +46,11 @@ def roundtrip(value):
     pd.DataFrame(np.ones((3, 3))),  # integer (Range) column labels
     pd.DataFrame({1: [1], "1": [2]}),  # mixed label types
     pd.DataFrame([[1, 2]], columns=["a", "a"]),  # duplicate labels
+    # container cells (a backtest's "orders" column): stored as tagged JSON, not Arrow lists
+    pd.DataFrame({"pair": ["A/B", "C/D", "E/F"],
+                  "orders": [[{"amount": 1.5, "ft_is_entry": True, "id": None}],
+                             [{"amount": -0.0, "cost": float("nan")}, {"tag": (1, "x")}], []],
+                  "mixed": [{"k": [1, 2]}, None, "text"]}),
     pd.DataFrame(np.ones((2, 2)), columns=pd.MultiIndex.from_tuples([("a", "b"), ("a", "c")])),
 ])
 def test_supported_values_round_trip_exactly(value):

@@ -1,7 +1,8 @@
-"""End to end: the real ``freqtrade backtesting`` (offline) run twice with indicator reuse.
+"""End to end: the real ``freqtrade backtesting`` (offline) run twice with indicator and result
+reuse.
 
-The second run must reuse every pair's indicators and export exactly the trades and metrics of
-the first run and of stock Freqtrade (plugin disabled).
+The second run must reuse every pair's indicators and the stored backtest result, and export
+exactly the trades and metrics of the first run and of stock Freqtrade (plugin disabled).
 """
 
 from __future__ import annotations
@@ -51,10 +52,17 @@ def test_second_backtest_reuses_indicators_with_identical_results(workspace, env
     stock = run_backtest(workspace, {**env, "FREQTRADE_OPT_LEVEL": "disabled"}, name="stock")
     cold = run_backtest(workspace, {**env, "FREQTRADE_OPT_LEVEL": "aggressive"}, name="cold")
     warm = run_backtest(workspace, {**env, "FREQTRADE_OPT_LEVEL": "aggressive"}, name="warm")
+    no_results = run_backtest(workspace, {**env, "FREQTRADE_OPT_LEVEL": "aggressive",
+                                          "FREQTRADE_OPT_CACHE_BACKTESTS": "false"},
+                              name="no-result-cache")
+    reused = "reused the stored result of an identical backtest"
     assert "reused cached indicators" not in cold.log_path.read_text()
+    assert reused not in cold.log_path.read_text()
     assert "reused cached indicators of 3/3 pairs" in warm.log_path.read_text()
+    assert reused in warm.log_path.read_text()
+    assert reused not in no_results.log_path.read_text()
     assert len(stock.trades) > 0
-    for run in (cold, warm):
+    for run in (cold, warm, no_results):
         verdict = compare_backtests(stock, run)
         assert verdict.identical, verdict.summary()
 

@@ -115,6 +115,25 @@ def test_original_errors_propagate_unchanged():
         routed(pd.DataFrame({"open": [1.0]}), {})
 
 
+def test_original_called_inside_a_replacement_raises_once_and_is_not_counted():
+    from freqtrade_opt_plugin.router import call_original
+
+    calls = []
+
+    def failing_original(frame, frames, scale=2.0):
+        calls.append(1)
+        raise KeyError("close")
+
+    def caching(frame, frames, scale=2.0):  # e.g. a cache miss running the original
+        return call_original(failing_original, frame, frames, scale)
+
+    routed, flags, monitor = route(caching)
+    with pytest.raises(KeyError):
+        routed(pd.DataFrame({"open": [1.0]}), {})
+    assert calls == [1]  # not run a second time as a fallback
+    assert flags.errors["demo"] == 0
+
+
 def test_error_the_original_also_raises_is_not_counted():
     def strict(frame, frames, scale=2.0):
         raise KeyError("close")  # the original raises too on this input

@@ -1,0 +1,52 @@
+"""Backtest result reuse: `Backtesting.backtest` returns the stored result of an identical run.
+
+Only ``freqtrade backtesting`` runs are cached (run mode ``backtest``, no webserver); hyperopt
+epochs, lookahead and recursive analysis always run the trade loop. The key covers the code, the
+strategy's state, the config, the full content of the analysed data and the engine's and
+exchange's state; see `freqtrade_opt_plugin.cache.backtest_results` for the key, for when it
+refuses to cache and for exactly what a hit restores.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+
+
+_TARGET = "freqtrade.optimize.backtesting:Backtesting.backtest"
+
+
+def backtest(self, processed: dict, start_date: datetime, end_date: datetime):
+    """
+    Implement backtesting functionality
+    Same result as Freqtrade's original; the stored result of an identical earlier backtest is
+    returned when every input is unchanged.
+    """
+    from freqtrade_opt_plugin.cache.backtest_results import cached_backtest
+
+    return cached_backtest(self, processed, start_date, end_date)
+
+
+def _propagates() -> tuple[type[BaseException], ...]:
+    from freqtrade.exceptions import DependencyException
+
+    return (DependencyException,)  # "Stop requested" (webserver abort)
+
+
+OPTIMIZATION = Optimization(
+    name="backtest_cache",
+    target=_TARGET,
+    replacement=backtest,
+    tier=OptimizationLevel.AGGRESSIVE,
+    fingerprints={"2026.9": "96e66894d84adb61"},
+    description=(
+        "Returns the stored result of an identical backtest (same code, strategy state, config, "
+        "data, engine and exchange state) from the 'backtesting' disk cache"
+    ),
+    default_percentage=100,
+    performance_threshold=1.0,
+    propagates=_propagates(),
+    mutates_arguments=True,
+    shadow=False,
+)
