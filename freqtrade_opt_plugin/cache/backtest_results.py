@@ -114,7 +114,8 @@ _COUNTERS = frozenset({
 #: Changed by ``backtest()`` and not restored from the entry: the wallet captures (see the module
 #: docstring) and the protections, which a hit rebuilds the same way (``reset_backtest``).
 _NOT_RESTORED = frozenset({"wallet_captures", "protections"})
-#: Not watched for changes: display, and outputs of earlier calls that ``backtest()`` ignores.
+#: Not watched for changes (besides `_NOT_RESTORED`): display, and outputs of earlier calls that
+#: ``backtest()`` ignores.
 _NOT_WATCHED = frozenset({"progress", "_progress_task_overall", "_progress_task", "results",
                           "all_bt_content", "analysis_results"})
 #: The DataProvider's inputs of a backtest (name-mangled private attributes).
@@ -391,7 +392,7 @@ def _engine_state(backtesting: Any) -> dict[str, str]:
     from freqtrade_opt_plugin.cache.indicators import _identity_hash
 
     return {name: _identity_hash(value) for name, value in vars(backtesting).items()
-            if name not in _NOT_WATCHED}
+            if name not in _NOT_WATCHED and name not in _NOT_RESTORED}
 
 
 def _make_entry(backtesting: Any, result: Mapping[str, Any], before: dict[str, str]) -> tuple:
@@ -400,8 +401,7 @@ def _make_entry(backtesting: Any, result: Mapping[str, Any], before: dict[str, s
 
     after = _engine_state(backtesting)
     changed = sorted(name for name, digest in after.items()
-                     if (before.get(name) != digest or name in _COUNTERS)
-                     and name not in _NOT_RESTORED)
+                     if before.get(name) != digest or name in _COUNTERS)
     engine = {}
     for name in changed:
         try:

@@ -57,6 +57,7 @@ from __future__ import annotations
 import ast
 import collections
 import enum
+import functools
 import importlib
 import inspect
 import logging
@@ -1042,10 +1043,12 @@ def cached_advise_all_indicators(
     """``strategy.advise_all_indicators(data)``, reusing cached per-pair results when valid.
 
     `original` (default: Freqtrade's own, below any router) computes what is not reused; its
-    exceptions propagate unchanged. A failure of the caching machinery itself never does: that
-    pair is computed by the original (one warning per process).
+    exceptions propagate unchanged, marked with `router.call_original`. A failure of the caching
+    machinery itself never does: that pair is computed by the original (one warning per process).
     """
-    original = original or original_advise_all_indicators()
+    from freqtrade_opt_plugin.router import call_original
+
+    original = functools.partial(call_original, original or original_advise_all_indicators())
     try:
         prepared = _prepare(strategy)
     except Exception as exc:  # noqa: BLE001 - the machinery must never break a backtest

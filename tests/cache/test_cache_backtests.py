@@ -269,6 +269,24 @@ def test_every_input_change_is_a_miss(engine, change):
         engine.write_strategy()
 
 
+def test_signal_export_of_a_hit_matches_with_rejected_signals(engine):
+    """``--export signals`` builds its tables from the result and ``rejected_dict`` after
+    ``backtest()``: a hit gives the same signal, rejected and exit tables."""
+    settings = {"export": "signals", "max_open_trades": 1}
+    stock = engine.run(cached=False, **settings)
+    engine.run(**settings)
+    warm = engine.run(**settings)
+    assert warm.reused
+    assert stock.backtesting.rejected_dict, "max_open_trades=1 should reject signals"
+    assert_same_result(stock, warm)
+    tables = {kind: stock.backtesting.analysis_results[kind] for kind in
+              ("signals", "rejected", "exited")}
+    assert tables["rejected"]["ResultCacheStrategy"]
+    for kind, expected in tables.items():
+        got = warm.backtesting.analysis_results[kind]
+        assert first_difference(got, expected, kind) is None, first_difference(got, expected)
+
+
 def test_output_only_settings_do_not_change_the_key(engine, tmp_path):
     engine.run()
     assert engine.run(exportdirectory=tmp_path, backtest_notes="a note").reused

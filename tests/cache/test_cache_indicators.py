@@ -342,9 +342,13 @@ def test_a_failure_of_the_machinery_falls_back_to_the_original(ws, monkeypatch, 
 
 
 def test_strategy_errors_propagate_unchanged_and_nothing_stays_swapped(ws):
+    from freqtrade_opt_plugin.router import ORIGINAL_ERROR_ATTRIBUTE
+
     ws.write_strategy(extra="raise ValueError('strategy bug')")
     strategy = ws.strategy()
     config, dp = strategy.config, strategy.dp
-    with pytest.raises(ValueError, match="strategy bug"):
+    with pytest.raises(ValueError, match="strategy bug") as info:
         run(strategy, ws.data())
     assert strategy.config is config and strategy.dp is dp
+    # Marked as the original's own error: the Router re-raises it once, counting no failure.
+    assert getattr(info.value, ORIGINAL_ERROR_ATTRIBUTE) is True
