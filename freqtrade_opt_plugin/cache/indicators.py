@@ -135,6 +135,7 @@ _BANNED_CALLS = frozenset({
     "read_text", "read_bytes", "write_text", "write_bytes", "getrandbits", "urandom", "exec",
     "eval", "__import__", "import_module", "to_csv", "to_pickle", "to_parquet", "to_feather",
     "to_json", "to_sql", "to_hdf", "to_excel", "savetxt", "save", "dump",
+    "opt_counters", "opt_report",  # this plugin's telemetry (OptimizationMixin) differs per run
 })
 
 #: DataProvider members that are pure reads (replayed to validate an entry).
@@ -230,12 +231,24 @@ def _is_user_file(filename: str | None) -> bool:
 
 
 def _namespace_of(cls: type) -> dict | None:
+    """The globals of the module that defines `cls`.
+
+    Freqtrade loads strategy files as modules it does not keep in ``sys.modules``; their globals
+    are reached through the class's functions. A class without functions of its own (e.g.
+    ``class MyStrategy(OptimizationMixin, SampleStrategy): pass``) cannot read its module's
+    globals at all, so its namespace is just its source file (Freqtrade sets ``__file__``).
+    """
     for value in vars(cls).values():
         func = _function_of(value)
         if func is not None and isinstance(getattr(func, "__globals__", None), dict):
             return func.__globals__
     module = sys.modules.get(cls.__module__)
-    return vars(module) if module is not None else None
+    if module is not None:
+        return vars(module)
+    filename = vars(cls).get("__file__")
+    if isinstance(filename, str) and not any(_function_of(v) for v in vars(cls).values()):
+        return {"__name__": cls.__module__, "__file__": filename}
+    return None
 
 
 def _function_of(value: Any) -> types.FunctionType | None:

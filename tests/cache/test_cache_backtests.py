@@ -71,6 +71,19 @@ class ResultCacheStrategy(IStrategy):
 '''
 
 
+#: As ``user_data_template``'s OptimizedSampleStrategy: a user class without methods of its own.
+MIXIN_STRATEGY = '''
+from freqtrade.templates.sample_strategy import SampleStrategy
+
+from freqtrade_opt_plugin.mixin import OptimizationMixin
+
+
+class MixinSampleStrategy(OptimizationMixin, SampleStrategy):
+    """SampleStrategy with the plugin's mixin."""
+{extra}
+'''
+
+
 @dataclass
 class Outcome:
     result: dict[str, Any]
@@ -287,6 +300,22 @@ def test_signal_export_of_a_hit_matches_with_rejected_signals(engine):
         assert first_difference(got, expected, kind) is None, first_difference(got, expected)
 
 
+def test_a_strategy_class_without_methods_of_its_own_is_cached(engine):
+    path = engine.strategy_file.with_name("mixin_sample_strategy.py")
+    name = "MixinSampleStrategy"
+    try:
+        path.write_text(MIXIN_STRATEGY.format(extra=""))
+        stock = engine.run(cached=False, strategy=name)
+        engine.run(strategy=name)
+        warm = engine.run(strategy=name)
+        assert warm.reused, [m for m in engine.messages if "not cached" in m]
+        assert_same_result(stock, warm)
+        path.write_text(MIXIN_STRATEGY.format(extra="    # an edited file is a new key"))
+        assert not engine.run(strategy=name).reused
+    finally:
+        path.unlink()
+
+
 def test_output_only_settings_do_not_change_the_key(engine, tmp_path):
     engine.run()
     assert engine.run(exportdirectory=tmp_path, backtest_notes="a note").reused
@@ -311,6 +340,8 @@ def test_output_settings_count_when_the_strategy_reads_them(engine):
     # never called in a backtest (that would need the network): the scan still refuses it
     ("def live_spread(self, pair):\n    return self.dp.ticker(pair)",
      "calls 'self.dp.ticker()'"),
+    ("def optimized_share(self):\n    return self.opt_counters()",  # differs per run
+     "calls 'self.opt_counters()'"),
     ("def bot_start(self, **kwargs):\n    self.handle = object()",
      "attribute self.handle: cannot hash a object by content"),
 ])
