@@ -245,8 +245,8 @@ def _namespace_of(cls: type) -> dict | None:
     module = sys.modules.get(cls.__module__)
     if module is not None:
         return vars(module)
-    filename = vars(cls).get("__file__")
-    if isinstance(filename, str) and not any(_function_of(v) for v in vars(cls).values()):
+    filename = vars(cls).get("__file__")  # no function of its own (else returned above)
+    if isinstance(filename, str):
         return {"__name__": cls.__module__, "__file__": filename}
     return None
 
