@@ -125,7 +125,8 @@ _LOCK_FIELDS = ("id", "pair", "side", "reason", "lock_time", "lock_end_time", "a
 
 _lock = threading.Lock()
 _stamps: dict[str, str] = {}
-_markets_digests: dict[tuple[int, int], str] = {}
+#: (markets object, its length, digest) of the last call; holding the object keeps its id unique
+_markets_digest: list[tuple[Any, int, str]] = []
 _reported: set[str] = set()
 _internal_errors: list[str] = []
 
@@ -237,9 +238,9 @@ def _all_markets_digest(markets: Mapping[str, Any]) -> str:
 
     import orjson
 
-    token = (id(markets), len(markets))
     with _lock:
-        digest = _markets_digests.get(token)
+        digest = next((d for known, size, d in _markets_digest
+                       if known is markets and size == len(markets)), None)
     if digest is None:
         try:
             data = orjson.dumps(markets, default=lambda o: f"$repr:{type(o).__qualname__}:{o!r}",
@@ -248,8 +249,7 @@ def _all_markets_digest(markets: Mapping[str, Any]) -> str:
         except (TypeError, orjson.JSONEncodeError):
             digest = content_hash(markets, fallback=_fallback)
         with _lock:
-            _markets_digests.clear()
-            _markets_digests[token] = digest
+            _markets_digest[:] = [(markets, len(markets), digest)]
     return digest
 
 
@@ -470,25 +470,19 @@ def _restore(backtesting: Any, entry: Any) -> dict[str, Any]:
 
 
 def _verify(backtesting: Any, entry: tuple, result: Mapping[str, Any]) -> None:
-    """Raise `_Refused` unless `entry`, as stored and read back, restores exactly `result`."""
-    from freqtrade_opt_plugin.cache.disk import NotCacheable, decode, encode
+    """Raise `_Refused` unless `entry`'s tagged values decode back to exactly `result` and the
+    engine's state. (That the entry itself comes back identical from disk is proven by
+    ``cache.set``, whose `encode` decodes and compares it before anything is written.)"""
     from freqtrade_opt_plugin.equality import first_difference
 
-    try:
-        decoded = decode(encode(entry, verify=False).payload)
-    except NotCacheable as exc:
-        raise _Refused(f"the result cannot be stored: {exc}") from None
-    meta = decoded[0]
+    meta = entry[0]
     for key, kind, payload in meta["fields"]:
-        original = result[key]
         if kind == "locks":
-            left = [_lock_fields(lock) for lock in original]
+            left = [_lock_fields(lock) for lock in result[key]]
             right = [_decode_value(fields) for fields in payload]
-        elif kind == "frame":
-            left, right = original, decoded[1 + int(payload)]
         elif kind == "value":
-            left, right = original, _decode_value(payload)
-        else:
+            left, right = result[key], _decode_value(payload)
+        else:  # the live config; frames are stored as they are
             continue
         if content_hash(left, fallback=_fallback) != content_hash(right, fallback=_fallback):
             difference = first_difference(right, left, f"result[{key!r}]") or "content differs"

@@ -160,6 +160,7 @@ class _ClassPlan:
     reason: str = ""
     classes: tuple[type, ...] = field(default=(), repr=False)
     namespaces: tuple[dict, ...] = field(default=(), repr=False)
+    sources: tuple[str, ...] = field(default=(), repr=False)  # the source texts in `digest`
     reads: frozenset[str] | None = None  # strategy attributes read; None: the whole state
 
 
@@ -546,6 +547,14 @@ def _all_methods(classes: Iterable[type]) -> set[str]:
             if _function_of(value) is not None}
 
 
+def _cacheable_plan(strategy: Any, whole: bool = False) -> _ClassPlan:
+    """`_class_plan` of the strategy's class; raises `Unhashable` when it is not cacheable."""
+    plan = _class_plan(type(strategy), whole)
+    if plan.digest is None:
+        raise Unhashable(plan.reason)
+    return plan
+
+
 def _class_plan(cls: type, whole: bool = False) -> _ClassPlan:
     """The static plan of `cls`: for its indicator code, or with `whole` for all of its code."""
     with _lock:
@@ -584,7 +593,8 @@ def _build_class_plan(cls: type, whole: bool = False) -> _ClassPlan:
         _library_versions(closure.libraries),
         sorted(INTERNALS.items()),
     )
-    return _ClassPlan(digest, "", classes, tuple(closure.namespaces), reads)
+    return _ClassPlan(digest, "", classes, tuple(closure.namespaces),
+                      tuple(source for _, source in closure.sources), reads)
 
 
 # -- hashing strategy state --------------------------------------------------------------------
@@ -1018,32 +1028,19 @@ def strategy_identity(strategy: Any) -> str:
     and its whole state (instance attributes, user class data, plain-data module globals).
     Raises `Unhashable` naming the reason when that cannot be established.
     """
-    plan = _class_plan(type(strategy), whole=True)
-    if plan.digest is None:
-        raise Unhashable(plan.reason)
+    plan = _cacheable_plan(strategy, whole=True)
     return content_hash(plan.digest, _state_digest(strategy, plan))
 
 
 def strategy_sources(strategy: Any) -> list[str]:
-    """Source texts of the strategy's user modules (raises `Unhashable` if unavailable)."""
-    plan = _class_plan(type(strategy), whole=True)
-    if plan.digest is None:
-        raise Unhashable(plan.reason)
-    sources = [vars(cls)["__source__"] for cls in plan.classes
-               if isinstance(vars(cls).get("__source__"), str)]
-    for namespace in plan.namespaces:
-        source = _namespace_source(namespace)
-        if source is None:
-            raise Unhashable(f"source of module {namespace.get('__name__')} unavailable")
-        sources.append(source)
-    return sources
+    """Source texts of the strategy's user code, as hashed by `strategy_identity` (raises
+    `Unhashable` like it)."""
+    return list(_cacheable_plan(strategy, whole=True).sources)
 
 
 def indicator_cache_key(strategy: Any, pair: str, pair_data: pd.DataFrame) -> str:
     """The manifest key of one pair (static + state + input); raises `Unhashable`."""
-    plan = _class_plan(type(strategy))
-    if plan.digest is None:
-        raise Unhashable(plan.reason)
+    plan = _cacheable_plan(strategy)
     return make_key("indicators-manifest/1", plan.digest, _state_digest(strategy, plan), pair,
                     content_hash(pair_data))
 
