@@ -13,6 +13,7 @@ import inspect
 import logging
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -22,7 +23,7 @@ import pluggy
 from freqtrade_opt_plugin import _autoload, hookspecs, monitor, settings
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.paths import remember_user_data_dir
-from freqtrade_opt_plugin.registry import Optimization, fingerprint
+from freqtrade_opt_plugin.registry import Optimization, fingerprint, ordered
 from freqtrade_opt_plugin.router import is_router, make_router
 
 
@@ -55,6 +56,8 @@ class TargetState:
     detail: str = "target module not imported yet"
     fingerprint: str | None = None
 
+
+_PENDING = TargetState()
 
 @dataclass
 class Activation:
@@ -215,37 +218,47 @@ def _freqtrade_modules() -> list[ModuleType]:
             if m is not None and (n == "freqtrade" or n.startswith("freqtrade."))]
 
 
-def _install(state: Activation, opt: Optimization) -> None:
-    current = state.targets.get(opt.name)
-    if current is not None and (current.installed or current.verified is not None):
-        return
-    resolved = _resolve(opt.target)
+def _install(state: Activation, target: str, candidates: list[Optimization]) -> None:
+    """Install one Router at `target` holding every candidate whose source check passes."""
+    if any(state.targets.get(opt.name, _PENDING).verified is not None for opt in candidates):
+        return  # already handled (the candidates of one target are handled together)
+    resolved = _resolve(target)
     if resolved is None:
         return
     owner, attribute, original = resolved
     if original is None or not inspect.isfunction(original):
-        state.targets[opt.name] = TargetState(
-            verified=False, detail=f"{opt.target} is not a plain function here; not patched")
+        for opt in candidates:
+            state.targets[opt.name] = TargetState(
+                verified=False, detail=f"{target} is not a plain function here; not patched")
         return
     if is_router(original):
-        state.targets[opt.name] = TargetState(verified=False, detail="already routed elsewhere")
+        for opt in candidates:
+            state.targets[opt.name] = TargetState(verified=False,
+                                                  detail="already routed elsewhere")
         return
-    target_state = _verify(state, opt, original)
-    state.targets[opt.name] = target_state
-    if not target_state.verified and not state.flags.settings.allow_unverified:
-        logger.info("freqtrade-opt: '%s' not patched: %s", opt.name, target_state.detail)
+    chosen = []
+    for opt in candidates:
+        target_state = _verify(state, opt, original)
+        state.targets[opt.name] = target_state
+        if target_state.verified or state.flags.settings.allow_unverified:
+            chosen.append(opt)
+        else:
+            logger.info("freqtrade-opt: '%s' not patched: %s", opt.name, target_state.detail)
+    if not chosen:
         return
-    router = make_router(opt, original, state.flags, monitor.get_monitor())
+    router = make_router(chosen, original, state.flags, monitor.get_monitor())
     setattr(owner, attribute, router)
     state.patches.append(Patch(owner, attribute, original, router))
     state.routed[id(original)] = router
-    target_state.installed = True
-    monitor.get_monitor().watch(opt, on_fail=state.flags.disable)
+    for opt in chosen:
+        state.targets[opt.name].installed = True
+        monitor.get_monitor().watch(opt, on_fail=state.flags.disable)
     if inspect.ismodule(owner):
         for module in _freqtrade_modules():
             if module is not owner:
                 _rebind(state, module)
-    logger.debug("freqtrade-opt: routed %s (%s)", opt.target, target_state.detail)
+    logger.debug("freqtrade-opt: routed %s through %s", target,
+                 ", ".join(f"{opt.name} ({state.targets[opt.name].detail})" for opt in chosen))
 
 
 def _observe_config(state: Activation) -> None:
@@ -268,9 +281,17 @@ def _observe_config(state: Activation) -> None:
     state.patches.append(Patch(owner, attribute, original, __init__))
 
 
+def by_target(optimizations: Iterable[Optimization]) -> dict[str, list[Optimization]]:
+    """Optimizations grouped by target, each group outermost first (see `registry.ordered`)."""
+    groups: dict[str, list[Optimization]] = {}
+    for opt in optimizations:
+        groups.setdefault(opt.target, []).append(opt)
+    return {target: ordered(group) for target, group in groups.items()}
+
+
 def _install_all(state: Activation) -> None:
-    for opt in state.optimizations.values():
-        _install(state, opt)
+    for target, candidates in by_target(state.optimizations.values()).items():
+        _install(state, target, candidates)
     _observe_config(state)
 
 
