@@ -2,9 +2,10 @@
 
 For each registered optimization -- also one whose target's source no longer matches a verified
 fingerprint, so a drifted Freqtrade can be checked on demand -- the original (``inspect.unwrap`` of
-the target, which skips an installed Router) and the replacement (``opt.replacement``, never
-through a Router) run side by side on fresh copies of the same inputs. Compared exactly with
-`equality.first_difference`: the returned object and every argument after the call.
+the target, which skips an installed Router) and the replacement (``opt.build(original)``: its
+factory with the original as `wrapped`, never through a Router) run side by side on fresh copies
+of the same inputs. Compared exactly with `equality.first_difference`: the returned object and
+every argument after the call.
 
 Inputs, from the user's own Freqtrade config (``Configuration``, as ``freqtrade backtesting`` reads
 it) and downloaded data (``history.load_data`` with their datadir, timeframe, timerange, pairs and
@@ -351,7 +352,7 @@ def check_tick_size(opt: Optimization, original: Callable, inputs: Inputs) -> It
         expected_frame = inputs.candles[pair].copy(deep=True)
         got_frame = inputs.candles[pair].copy(deep=True)
         expected = _call(original, expected_frame)
-        got = _call(opt.replacement, got_frame)
+        got = _call(opt.build(original), got_frame)
         difference = _outcome_difference(got, expected) or first_difference(
             got_frame, expected_frame, "candles after the call")
         if expected.error is None:
@@ -440,7 +441,7 @@ def check_ohlcv_as_lists(opt: Optimization, original: Callable, inputs: Inputs
                        type(strategy).__name__, exc)
     processed = strategy.advise_all_indicators(_stock_frames(inputs))
     expected = _run_ohlcv(original, inputs, strategy, processed)
-    got = _run_ohlcv(opt.replacement, inputs, strategy, processed)
+    got = _run_ohlcv(opt.build(original), inputs, strategy, processed)
     e_out, g_out = expected["outcome"], got["outcome"]
     if e_out.error is not None or g_out.error is not None:
         difference = _outcome_difference(g_out, e_out, "rows")
@@ -490,7 +491,7 @@ def _compare_on_trades(opt: Optimization, original: Callable, trades: pd.DataFra
                        *args: Any, **kwargs: Any) -> tuple[str, str]:
     expected_trades, got_trades = trades.copy(deep=True), trades.copy(deep=True)
     expected = _call(original, expected_trades, *args, **kwargs)
-    got = _call(opt.replacement, got_trades, *args, **kwargs)
+    got = _call(opt.build(original), got_trades, *args, **kwargs)
     difference = _outcome_difference(got, expected) or first_difference(
         got_trades, expected_trades, "trades after the call")
     return _status(difference, expected.error)

@@ -13,14 +13,13 @@ depends only on, per trade, the candle dates that range yields and whether ``pai
   candles, so they are expanded with numpy and resampled by pandas exactly as the original does.
 
 Every other input (empty frame, NaT dates, non-datetime columns, mixed time zones, duplicate or
-missing columns, offsets not listed above) is delegated to the original function.
+missing columns, offsets not listed above) is delegated to ``wrapped`` (what runs without this
+optimization: Freqtrade's original).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import warnings
 from collections.abc import Callable
 
@@ -37,40 +36,41 @@ _UNIT_ORDER = {"s": 0, "ms": 1, "us": 2, "ns": 3}
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
-def analyze_trade_parallelism(trades: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """
-    Count the trades open in each candle of `timeframe` (same result as Freqtrade's original).
-    :param trades: Trades Dataframe - can be loaded from backtest, or created
-        via trade_list_to_dataframe
-    :param timeframe: Timeframe used for backtest
-    :return: dataframe with open-counts per time-period in timeframe
-    """
+Parallelism = Callable[[pd.DataFrame, str], pd.DataFrame]
+
+
+def factory(wrapped: Parallelism) -> Parallelism:
+    """The replacement in front of `wrapped` (which gets the inputs outside the fast model)."""
+
+    def analyze_trade_parallelism(trades: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+        """
+        Count the trades open in each candle of `timeframe` (same result as Freqtrade's original).
+        :param trades: Trades Dataframe - can be loaded from backtest, or created
+            via trade_list_to_dataframe
+        :param timeframe: Timeframe used for backtest
+        :return: dataframe with open-counts per time-period in timeframe
+        """
+        result = _parallelism(trades, timeframe)
+        return wrapped(trades, timeframe) if result is None else result
+
+    return analyze_trade_parallelism
+
+
+def _parallelism(trades: pd.DataFrame, timeframe: str) -> pd.DataFrame | None:
+    """The fast path's result, or None for inputs outside its model."""
     from freqtrade.exchange import timeframe_to_resample_freq
 
     timeframe_freq = timeframe_to_resample_freq(timeframe)
     prepared = _prepare(trades, timeframe_freq)
     if prepared is None:
-        return _original()(trades, timeframe)
+        return None
     offset, unit, opens, closes, weights, wall_clock_ok = prepared
 
     if isinstance(offset, pd.offsets.Tick):
-        result = _count_fixed(offset, timeframe_freq, unit, opens, closes, weights)
-    elif wall_clock_ok:
-        result = _count_anchored(offset, timeframe_freq, unit, opens, closes, weights)
-    else:
-        result = None
-    if result is None:
-        return _original()(trades, timeframe)
-    return result
-
-
-def _original() -> Callable[[pd.DataFrame, str], pd.DataFrame]:
-    """Freqtrade's own function, looked up at call time below any installed wrapper."""
-    module = importlib.import_module(_TARGET_MODULE)
-    func = inspect.unwrap(module.analyze_trade_parallelism)
-    if func is analyze_trade_parallelism:
-        raise RuntimeError(f"the original {_TARGET} is not reachable through __wrapped__")
-    return func
+        return _count_fixed(offset, timeframe_freq, unit, opens, closes, weights)
+    if wall_clock_ok:
+        return _count_anchored(offset, timeframe_freq, unit, opens, closes, weights)
+    return None
 
 
 def _prepare(
@@ -239,7 +239,7 @@ def _first_day(months: np.ndarray) -> np.ndarray:
 OPTIMIZATION = Optimization(
     name="trade_parallelism",
     target=_TARGET,
-    replacement=analyze_trade_parallelism,
+    factory=factory,
     tier=OptimizationLevel.CONSERVATIVE,
     fingerprints=VERIFIED[_TARGET],
     description=(

@@ -82,7 +82,8 @@ def wrong_tick_size(monkeypatch):
         return result * 10 if candles["close"].iloc[0] > 10_000 else result
 
     monkeypatch.setattr(tick_size, "OPTIMIZATION",
-                        dataclasses.replace(tick_size.OPTIMIZATION, replacement=wrong))
+                        dataclasses.replace(tick_size.OPTIMIZATION, replacement=wrong,
+                                            factory=None))
 
 
 def test_verify_names_a_wrong_replacement(rel_workspace, stock_run, wrong_tick_size, capsys):
