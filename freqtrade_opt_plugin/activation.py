@@ -23,7 +23,7 @@ import pluggy
 from freqtrade_opt_plugin import _autoload, hookspecs, monitor, settings
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.paths import remember_user_data_dir
-from freqtrade_opt_plugin.registry import Optimization, fingerprint, ordered
+from freqtrade_opt_plugin.registry import Optimization, fingerprint, ordered, verified_versions
 from freqtrade_opt_plugin.router import is_router, make_router
 
 
@@ -182,9 +182,8 @@ def _verify(state: Activation, opt: Optimization, original: Any) -> TargetState:
         found = fingerprint(original)
     except (OSError, TypeError) as exc:
         return TargetState(verified=False, detail=f"source unavailable ({exc}); not patched")
-    versions = sorted((v for v, fp in opt.fingerprints.items() if fp == found), key=_version_key)
-    if versions:
-        shown = versions[0] if len(versions) == 1 else f"{versions[0]} .. {versions[-1]}"
+    shown = verified_versions(opt.fingerprints, found)
+    if shown:
         return TargetState(verified=True, fingerprint=found,
                            detail=f"source verified (same as freqtrade {shown})")
     detail = f"source differs from every verified version (fingerprint {found})"
@@ -195,10 +194,6 @@ def _verify(state: Activation, opt: Optimization, original: Any) -> TargetState:
         return TargetState(verified=False, fingerprint=found,
                            detail=detail + "; patched anyway (allow_unverified)")
     return TargetState(verified=False, fingerprint=found, detail=detail + "; not patched")
-
-
-def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
 def _rebind(state: Activation, module: ModuleType) -> None:
@@ -246,7 +241,20 @@ def _install(state: Activation, target: str, candidates: list[Optimization]) -> 
             logger.info("freqtrade-opt: '%s' not patched: %s", opt.name, target_state.detail)
     if not chosen:
         return
-    router = make_router(chosen, original, state.flags, monitor.get_monitor())
+
+    def build_failed(opt: Optimization, exc: Exception) -> None:
+        detail = f"its factory raised {type(exc).__name__}: {exc}; not patched"
+        logger.warning("freqtrade-opt: '%s' not patched: %s", opt.name, detail)
+        state.targets[opt.name] = TargetState(verified=state.targets[opt.name].verified,
+                                              fingerprint=state.targets[opt.name].fingerprint,
+                                              detail=detail)
+        chosen.remove(opt)
+
+    try:
+        router = make_router(list(chosen), original, state.flags, monitor.get_monitor(),
+                             on_build_error=build_failed)
+    except ValueError:
+        return  # every factory failed
     setattr(owner, attribute, router)
     state.patches.append(Patch(owner, attribute, original, router))
     state.routed[id(original)] = router

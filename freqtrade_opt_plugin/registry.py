@@ -41,6 +41,34 @@ Factory = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 @dataclass(frozen=True)
+class VerifyCase:
+    """How ``freqtrade-opt verify`` checks an optimization on the user's own data.
+
+    `run(subject, inputs)` yields `verify.Check` records: `subject` is a `verify.Subject` (the
+    optimization, Freqtrade's original, the replacement built in front of it, and `compare`,
+    `check` and `skip` helpers), `inputs` the `verify.Inputs` loaded from the user's config
+    (candles, strategy, trades). `planned(inputs)` estimates how many checks it yields (for the
+    progress bar; default: one per pair plus one).
+    """
+
+    run: Callable[[Any, Any], Iterable[Any]]
+    planned: Callable[[Any], int] | None = None
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """How ``freqtrade-opt microbench`` times an optimization against Freqtrade's original.
+
+    `setup()` returns ``(args, kwargs)`` for one call, freshly made each time (a call may modify
+    them); it is not timed. `repeat` timed calls per path (original and replacement alternate).
+    """
+
+    setup: Callable[[], tuple[tuple, dict]]
+    repeat: int = 15
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Optimization:
     """An exact-equivalent replacement for one Freqtrade function.
 
@@ -74,8 +102,10 @@ class Optimization:
     `shadow=False` excludes it from shadow verification (at level experimental a share of calls
     runs both paths on copies of the arguments): for replacements whose arguments cannot be
     copied without side effects (e.g. a method that runs strategy code).
-    `verify_case` / `bench_case`: how ``freqtrade-opt verify`` and ``freqtrade-opt bench`` exercise
-    it (see `freqtrade_opt_plugin.verify` and `freqtrade_opt_plugin.bench`); None: not covered.
+    `verify_case` (`VerifyCase`) / `bench_case` (`BenchCase`): how ``freqtrade-opt verify`` and
+    ``freqtrade-opt microbench`` exercise it. None: the case of another optimization on the same
+    target is used, if any (both exercise the target, not a particular replacement); else the
+    optimization is reported as not covered.
     """
 
     name: str
@@ -93,8 +123,8 @@ class Optimization:
     propagates: tuple[type[BaseException], ...] = ()
     mutates_arguments: bool = True
     shadow: bool = True
-    verify_case: Any = None
-    bench_case: Any = None
+    verify_case: VerifyCase | None = None
+    bench_case: BenchCase | None = None
 
     def __post_init__(self) -> None:
         if (self.replacement is None) == (self.factory is None):
@@ -124,9 +154,35 @@ class Optimization:
         return "FREQTRADE_OPT_" + self.name.upper()
 
 
+def case_of(opt: Optimization, kind: str, optimizations: Iterable[Optimization] = ()
+            ) -> Any:
+    """`opt`'s own ``verify_case`` / ``bench_case`` (`kind`), else that of another of
+    `optimizations` on the same target (outermost first), else None."""
+    own = getattr(opt, kind)
+    if own is not None:
+        return own
+    for other in ordered(o for o in optimizations if o.target == opt.target):
+        if getattr(other, kind) is not None:
+            return getattr(other, kind)
+    return None
+
+
 def ordered(candidates: Iterable[Optimization]) -> list[Optimization]:
     """Candidates on one target, outermost first: higher `priority` first, ties by name."""
     return sorted(candidates, key=lambda opt: (-opt.priority, opt.name))
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def verified_versions(fingerprints: Mapping[str, str], found: str) -> str | None:
+    """The Freqtrade versions whose verified fingerprint is `found` (``"2026.2 .. 2026.9"`` or
+    one version), or None when none is."""
+    versions = sorted((v for v, fp in fingerprints.items() if fp == found), key=_version_key)
+    if not versions:
+        return None
+    return versions[0] if len(versions) == 1 else f"{versions[0]} .. {versions[-1]}"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

@@ -68,16 +68,29 @@ def make_router(
     original: Callable,
     flags: Flags,
     monitor: Monitor,
+    on_build_error: Callable[[Optimization, Exception], None] | None = None,
 ) -> Callable[..., Any]:
     """A function with `original`'s name, signature and docstring that routes each call among
-    `candidates` (one `Optimization` or several on the same target)."""
+    `candidates` (one `Optimization` or several on the same target).
+
+    A candidate whose factory raises is left out when `on_build_error` is given (it is told);
+    without it the exception propagates. Raises ValueError when no candidate is left.
+    """
     chain = ordered([candidates] if isinstance(candidates, Optimization) else candidates)
-    if not chain:
-        raise ValueError("a Router needs at least one candidate")
     below: Callable[..., Any] = original
+    built: list[Optimization] = []
     for opt in reversed(chain):
-        below = _make_layer(opt, below, original, flags, monitor)
-    setattr(below, ROUTER_ATTRIBUTE, tuple(chain))
+        try:
+            below = _make_layer(opt, below, original, flags, monitor)
+        except Exception as exc:
+            if on_build_error is None:
+                raise
+            on_build_error(opt, exc)
+            continue
+        built.insert(0, opt)
+    if not built:
+        raise ValueError("a Router needs at least one candidate")
+    setattr(below, ROUTER_ATTRIBUTE, tuple(built))
     return below
 
 

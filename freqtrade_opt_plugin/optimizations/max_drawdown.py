@@ -30,13 +30,13 @@ more (where pandas may switch its arithmetic to numexpr). An empty frame raises 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
 
 
 _TARGET_MODULE = "freqtrade.data.metrics"
@@ -262,6 +262,28 @@ FINGERPRINTS: dict[str, str] = {
 }
 
 
+def _drawdown_variants(balance: float) -> list[tuple[str, dict[str, Any]]]:
+    """The argument sets Freqtrade's reports, hyperopt losses and RPC call it with."""
+    return [
+        ("profit_abs", {"value_col": "profit_abs"}),
+        ("profit_abs, starting_balance", {"value_col": "profit_abs", "starting_balance": balance}),
+        ("relative", {"value_col": "profit_abs", "starting_balance": balance, "relative": True}),
+        ("profit_ratio", {"value_col": "profit_ratio"}),
+    ]
+
+
+def verify_max_drawdown(subject: Any, inputs: Any) -> Iterator[Any]:
+    """``freqtrade-opt verify``: on the trades of all pairs and of each pair, with the argument
+    sets Freqtrade's reports and hyperopt losses use."""
+    if (problem := inputs.trades_problem()) is not None:
+        yield subject.skip(problem)
+        return
+    for pair, trades in inputs.trade_scopes():
+        for variant, kwargs in _drawdown_variants(inputs.starting_balance):
+            compared = subject.compare(trades, label="trades after the call", **kwargs)
+            yield subject.check(pair, variant, compared.status)
+
+
 OPTIMIZATION = Optimization(
     name="max_drawdown",
     target=_TARGET,
@@ -278,4 +300,5 @@ OPTIMIZATION = Optimization(
     # report and hyperopt-loss callers catch (every pair without trades raises it).
     propagates=(ValueError,),
     mutates_arguments=False,
+    verify_case=VerifyCase(verify_max_drawdown, planned=lambda inputs: (1 + len(inputs.pairs)) * 4),
 )

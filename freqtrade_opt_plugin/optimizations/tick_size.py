@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import reduce
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy import format_float_positional
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
 
 
 _TARGET_MODULE = "freqtrade.data.btanalysis.historic_precision"
@@ -289,6 +290,15 @@ def _option(name: str) -> object:
         return None
 
 
+def verify_tick_size(subject: Any, inputs: Any) -> Iterator[Any]:
+    """``freqtrade-opt verify``: per pair, on the loaded candles (and the columns added)."""
+    for pair in inputs.pairs:
+        compared = subject.compare(inputs.candles[pair], label="candles after the call")
+        if compared.expected.error is None:  # the stock frames ohlcv_as_lists is checked on
+            inputs.stock_frames.setdefault(pair, compared.expected_args[0][0])
+        yield subject.check(pair, "", compared.status)
+
+
 OPTIMIZATION = Optimization(
     name="tick_size",
     target=_TARGET,
@@ -302,4 +312,5 @@ OPTIMIZATION = Optimization(
     ),
     default_percentage=100,
     performance_threshold=0.5,
+    verify_case=VerifyCase(verify_tick_size, planned=lambda inputs: len(inputs.pairs)),
 )

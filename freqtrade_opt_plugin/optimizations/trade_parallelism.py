@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
 
 
 _TARGET_MODULE = "freqtrade.data.btanalysis.trade_parallelism"
@@ -236,6 +237,17 @@ def _first_day(months: np.ndarray) -> np.ndarray:
     return months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
 
 
+def verify_trade_parallelism(subject: Any, inputs: Any) -> Iterator[Any]:
+    """``freqtrade-opt verify``: on the trades of all pairs, then of each pair."""
+    if (problem := inputs.trades_problem()) is not None:
+        yield subject.skip(problem)
+        return
+    timeframe = inputs.trades_timeframe or inputs.timeframe
+    for pair, trades in inputs.trade_scopes():
+        compared = subject.compare(trades, timeframe=timeframe, label="trades after the call")
+        yield subject.check(pair, f"timeframe={timeframe}", compared.status)
+
+
 OPTIMIZATION = Optimization(
     name="trade_parallelism",
     target=_TARGET,
@@ -249,4 +261,5 @@ OPTIMIZATION = Optimization(
     default_percentage=100,
     performance_threshold=0.1,
     mutates_arguments=False,
+    verify_case=VerifyCase(verify_trade_parallelism, planned=lambda inputs: 1 + len(inputs.pairs)),
 )

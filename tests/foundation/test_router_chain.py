@@ -234,3 +234,19 @@ def test_exactly_one_of_replacement_and_factory():
     with pytest.raises(ValueError, match="exactly one"):
         Optimization(name="x", target="m:f", replacement=original, factory=passing("x"),
                      tier=OptimizationLevel.CONSERVATIVE, fingerprints={})
+
+
+def test_a_candidate_whose_factory_raises_is_left_out_when_asked():
+    def broken(wrapped):
+        raise RuntimeError("cannot build")
+
+    failed = []
+    opts = [candidate("broken", broken, priority=100), candidate("fast", computing("fast"))]
+    flags = Flags(opts, Settings(level=OptimizationLevel.STANDARD))
+    routed = make_router(opts, original, flags, Monitor(MonitorSettings(persist=False)),
+                         on_build_error=lambda opt, exc: failed.append((opt.name, str(exc))))
+    assert failed == [("broken", "cannot build")]
+    assert [o.name for o in candidates_of(routed)] == ["fast"]
+    assert routed(frame()) == 12.0 and CALLS == ["fast"]
+    with pytest.raises(RuntimeError, match="cannot build"):
+        make_router(opts, original, flags, Monitor(MonitorSettings(persist=False)))
