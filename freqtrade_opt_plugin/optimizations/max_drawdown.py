@@ -36,7 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
+from freqtrade_opt_plugin.registry import (
+    BenchCase,
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+)
 
 
 _TARGET_MODULE = "freqtrade.data.metrics"
@@ -284,6 +289,12 @@ def verify_max_drawdown(subject: Any, inputs: Any) -> Iterator[Any]:
             yield subject.check(pair, variant, compared.status)
 
 
+def _bench_setup() -> tuple[tuple, dict]:
+    from freqtrade_opt_plugin.microbench import synthetic_trades
+
+    return (synthetic_trades(2000),), {"value_col": "profit_abs", "starting_balance": 1000}
+
+
 OPTIMIZATION = Optimization(
     name="max_drawdown",
     target=_TARGET,
@@ -301,4 +312,5 @@ OPTIMIZATION = Optimization(
     propagates=(ValueError,),
     mutates_arguments=False,
     verify_case=VerifyCase(verify_max_drawdown, planned=lambda inputs: (1 + len(inputs.pairs)) * 4),
+    bench_case=BenchCase(_bench_setup, description="2000 trades, report arguments"),
 )

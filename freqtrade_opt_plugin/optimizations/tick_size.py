@@ -43,7 +43,12 @@ import pandas as pd
 from numpy import format_float_positional
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
+from freqtrade_opt_plugin.registry import (
+    BenchCase,
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+)
 
 
 _TARGET_MODULE = "freqtrade.data.btanalysis.historic_precision"
@@ -299,6 +304,13 @@ def verify_tick_size(subject: Any, inputs: Any) -> Iterator[Any]:
         yield subject.check(pair, "", compared.status)
 
 
+def _bench_setup() -> tuple[tuple, dict]:
+    """30 days of generated 5m BTC/USDT candles (the call adds columns: fresh each time)."""
+    from freqtrade_opt_plugin.offline.datagen import generate_candles
+
+    return (generate_candles("BTC/USDT", days=30),), {}
+
+
 OPTIMIZATION = Optimization(
     name="tick_size",
     target=_TARGET,
@@ -313,4 +325,5 @@ OPTIMIZATION = Optimization(
     default_percentage=100,
     performance_threshold=0.5,
     verify_case=VerifyCase(verify_tick_size, planned=lambda inputs: len(inputs.pairs)),
+    bench_case=BenchCase(_bench_setup, repeat=9, description="30 days of 5m candles"),
 )

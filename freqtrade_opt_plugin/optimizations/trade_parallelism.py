@@ -28,7 +28,12 @@ import numpy as np
 import pandas as pd
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
+from freqtrade_opt_plugin.registry import (
+    BenchCase,
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+)
 
 
 _TARGET_MODULE = "freqtrade.data.btanalysis.trade_parallelism"
@@ -248,6 +253,12 @@ def verify_trade_parallelism(subject: Any, inputs: Any) -> Iterator[Any]:
         yield subject.check(pair, f"timeframe={timeframe}", compared.status)
 
 
+def _bench_setup() -> tuple[tuple, dict]:
+    from freqtrade_opt_plugin.microbench import synthetic_trades
+
+    return (synthetic_trades(2000), "5m"), {}
+
+
 OPTIMIZATION = Optimization(
     name="trade_parallelism",
     target=_TARGET,
@@ -262,4 +273,5 @@ OPTIMIZATION = Optimization(
     performance_threshold=0.1,
     mutates_arguments=False,
     verify_case=VerifyCase(verify_trade_parallelism, planned=lambda inputs: 1 + len(inputs.pairs)),
+    bench_case=BenchCase(_bench_setup, description="2000 trades, 5m"),
 )
