@@ -59,6 +59,7 @@ class TargetState:
 
 _PENDING = TargetState()
 
+
 @dataclass
 class Activation:
     plugin_manager: pluggy.PluginManager
