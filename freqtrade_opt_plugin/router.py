@@ -16,7 +16,7 @@ import copy
 import functools
 import logging
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 from freqtrade_opt_plugin.equality import first_difference
@@ -67,13 +67,13 @@ def make_router(
         traced = sample_memory(name)
         if traced:
             start_memory_trace()
-        start = perf_counter()
+        start, cpu = perf_counter(), thread_time()
         try:
             result = original(*args, **kwargs)
         finally:
-            elapsed = perf_counter() - start
+            elapsed, cpu = perf_counter() - start, thread_time() - cpu
             peak = stop_memory_trace() if traced else None
-        record(name, "original", elapsed, peak_bytes=peak)
+        record(name, "original", elapsed, cpu_seconds=cpu, peak_bytes=peak)
         return result
 
     def run_shadow(args: tuple, kwargs: dict) -> Any:
@@ -83,14 +83,14 @@ def make_router(
         except Exception:
             return run_original(args, kwargs)
         result = run_original(args, kwargs)
-        start = perf_counter()
+        start, cpu = perf_counter(), thread_time()
         try:
             got = replacement(*copies[0], **copies[1])
         except Exception as exc:
             record(name, "optimized", perf_counter() - start, error=True)
             difference = f"the optimized path raised {type(exc).__name__}: {exc}"
         else:
-            record(name, "optimized", perf_counter() - start)
+            record(name, "optimized", perf_counter() - start, cpu_seconds=thread_time() - cpu)
             difference = first_difference(got, result) or first_difference(
                 copies, (args, kwargs), "arguments after the call")
         if difference is not None:
@@ -109,7 +109,7 @@ def make_router(
         traced = sample_memory(name)
         if traced:
             start_memory_trace()
-        start = perf_counter()
+        start, cpu = perf_counter(), thread_time()
         try:
             result = replacement(*args, **kwargs)
         except propagates:
@@ -129,8 +129,9 @@ def make_router(
             record(name, "optimized", failed_after, error=True, fallback=True)
             flags.record_error(name, exc)
             return result
-        elapsed = perf_counter() - start
-        record(name, "optimized", elapsed, peak_bytes=stop_memory_trace() if traced else None)
+        elapsed, cpu = perf_counter() - start, thread_time() - cpu
+        record(name, "optimized", elapsed, cpu_seconds=cpu,
+               peak_bytes=stop_memory_trace() if traced else None)
         return result
 
     setattr(routed, ROUTER_ATTRIBUTE, opt)
