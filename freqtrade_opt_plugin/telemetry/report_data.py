@@ -120,9 +120,9 @@ def run_trends(mon: Monitor, names: list[str], alerts: list[RegressionAlert],
                 "regression": [a.kind for a in alerts if a.function == name and run.run in a.runs],
             }
     ordered = sorted(runs.values(), key=lambda r: (r["started"], r["run"]))
-    for name, reason in disabled.items():  # marked at the newest run in which it ran
+    for name, reason in disabled.items():  # marked at the newest run its optimized path ran
         for entry in reversed(ordered):
-            if name in entry["optimizations"]:
+            if entry["optimizations"].get(name, {}).get("optimized_calls"):
                 entry["optimizations"][name]["disabled"] = reason
                 break
     return ordered
