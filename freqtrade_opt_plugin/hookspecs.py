@@ -14,9 +14,9 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from freqtrade_opt_plugin.monitor import RegressionAlert
     from freqtrade_opt_plugin.registry import Optimization
-    from freqtrade_opt_plugin.telemetry_store import PathDelta
+    from freqtrade_opt_plugin.telemetry.analysis import RegressionAlert
+    from freqtrade_opt_plugin.telemetry.store import PathDelta
 
 PROJECT = "freqtrade_opt"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -58,3 +58,14 @@ def freqtrade_opt_regression(alert: RegressionAlert) -> None:
 def freqtrade_opt_disabled(name: str, reason: str) -> None:
     """An optimization was switched off persistently (error threshold or performance gate).
     Called once, in the process that switched it off."""
+
+
+@hookspec
+def freqtrade_opt_telemetry_closed() -> None:
+    """This process's monitor made its final flush: no more records or alerts will come.
+
+    Called once per process, in that process, at interpreter exit (or when a multiprocessing
+    fork child finishes), after its last ``freqtrade_opt_records``. A sink exports what it
+    buffered and shuts its exporters down here (its own ``atexit`` handler would run before the
+    final flush). An exception is logged once and ignored.
+    """

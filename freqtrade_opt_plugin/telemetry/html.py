@@ -124,7 +124,7 @@ def render_html(report: dict[str, Any]) -> str:
     system = report["system"]
     charts = []
     for chart_id, figure in figures(report).items():
-        charts.append(f'<div class="chart">' + pio.to_html(
+        charts.append('<div class="chart">' + pio.to_html(
             figure, full_html=False, include_plotlyjs=False, div_id=f"chart-{chart_id}",
             config={"displaylogo": False, "responsive": True},
         ) + "</div>")

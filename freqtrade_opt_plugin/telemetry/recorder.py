@@ -182,6 +182,12 @@ class Monitor(Counters):
                     "freqtrade-opt: the telemetry store %s stayed locked at exit; these calls of "
                     "this process were not stored: %s", self.store_path(), lost,
                 )
+        try:
+            self._report_run_regressions()
+        finally:
+            self.hooks("freqtrade_opt_telemetry_closed")
+
+    def _report_run_regressions(self) -> None:
         if not self.owns_run:
             return
         names = {n for n in self.names() if self.stats(n)["optimized"].calls}
@@ -193,6 +199,7 @@ class Monitor(Counters):
             return
         for alert in self.detect_regressions(names=names, current_run=self.run_id):
             logger.warning("freqtrade-opt: performance regression: %s", alert.recommendation)
+            self.hooks("freqtrade_opt_regression", alert=alert)
 
     def start_run(self) -> str:
         """Make this process the top of a run and export its id to the processes it starts.
