@@ -12,7 +12,8 @@ which the compared paths actually ran:
 
 `slower_than_baseline` (a step across runs, as asv finds them): the per-run values of the newest
 ``history_runs`` runs (the paired ratio where every compared run has both paths, else the
-optimized path's CPU time) are split into "before" and "after" at the point that best fits two
+optimized path's CPU time, which load alone moved by up to ~50% in our tests: then only a step
+of ``unpaired_threshold_percent``, default 100%, is reported) are split into "before" and "after" at the point that best fits two
 constant levels (least absolute deviations). A regression is reported only when the step is
 persistent and large: at least ``persist_runs`` runs after it (ending with the latest) and
 ``baseline_runs`` before, the median after is at least ``threshold_percent`` above the median
@@ -190,6 +191,8 @@ def across_runs(
         p.run for p in optimized[-window:]
     ]
     measure, points = ("ratio", ratio) if paired else ("optimized", optimized)
+    if not paired:  # the machine's load moves an absolute measure: only a large step counts
+        threshold_percent = max(threshold_percent, settings.unpaired_threshold_percent)
     step = detect_step(points, settings, threshold_percent)
     if step is None:
         return None
