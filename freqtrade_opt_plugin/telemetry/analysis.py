@@ -13,8 +13,8 @@ which the compared paths actually ran:
 `slower_than_baseline` (a step across runs, as asv finds them): the per-run values of the newest
 ``history_runs`` runs (the paired ratio where every compared run has both paths, else the
 optimized path's CPU time, which load alone moved by up to ~50% in our tests: then only a step
-of ``unpaired_threshold_percent``, default 100%, is reported) are split into "before" and "after" at the point that best fits two
-constant levels (least absolute deviations). A regression is reported only when the step is
+of ``unpaired_threshold_percent``, default 100%, is reported) are split into "before" and
+"after" at the point that best fits two constant levels (least absolute deviations). A regression is reported only when the step is
 persistent and large: at least ``persist_runs`` runs after it (ending with the latest) and
 ``baseline_runs`` before, the median after is at least ``threshold_percent`` above the median
 before, *every* run after is slower than *every* run before, and a one-sided Mann-Whitney test
@@ -35,6 +35,7 @@ when the ratio exceeds ``opt.performance_threshold`` with a significant one-side
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -298,9 +299,11 @@ def gate(opt: Optimization, history: Sequence[RunData], settings: MonitorSetting
         return GateVerdict(None, ratio, measure)
     from scipy import stats as sps
 
-    p_value = float(sps.ttest_ind(np.asarray(fast, dtype=float),
-                                  np.asarray(base, dtype=float) * threshold,
-                                  equal_var=False, alternative="greater").pvalue)
+    with warnings.catch_warnings():  # identical samples: NaN p-value, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = float(sps.ttest_ind(np.asarray(fast, dtype=float),
+                                      np.asarray(base, dtype=float) * threshold,
+                                      equal_var=False, alternative="greater").pvalue)
     if not p_value < settings.alpha:  # also NaN (constant samples)
         return GateVerdict(None, ratio, measure)
     return GateVerdict(
