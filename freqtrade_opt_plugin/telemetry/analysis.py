@@ -14,8 +14,8 @@ which the compared paths actually ran:
 ``history_runs`` runs (the paired ratio where every compared run has both paths, else the
 optimized path's CPU time, which load alone moved by up to ~50% in our tests: then only a step
 of ``unpaired_threshold_percent``, default 100%, is reported) are split into "before" and
-"after" at the point that best fits two constant levels (least absolute deviations). A regression is reported only when the step is
-persistent and large: at least ``persist_runs`` runs after it (ending with the latest) and
+"after" at the point that best fits two constant levels (least absolute deviations). A
+regression is reported only when the step is persistent and large: at least ``persist_runs`` runs after it (ending with the latest) and
 ``baseline_runs`` before, the median after is at least ``threshold_percent`` above the median
 before, *every* run after is slower than *every* run before, and a one-sided Mann-Whitney test
 of the after-runs' calls against the before-runs' calls is significant at ``alpha``. So a lasting
