@@ -46,10 +46,12 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
     names = sorted({n for run in runs for n in run["optimizations"]})
     layout = {"template": "plotly_white", "height": 360, "margin": {"t": 50, "b": 80},
               "legend": {"orientation": "h", "y": -0.3}}
+    measures = {d.get("measure") for run in runs for d in run["optimizations"].values()}
+    measure = "thread CPU time" if measures == {"thread CPU time"} else "time"
     speedup = go.Figure(layout={**layout, "title": "Speedup per optimization (original / "
-                                "optimized mean time per call; > 1 is faster)",
+                                f"optimized mean {measure} per call; > 1 is faster)",
                                 "yaxis": {"title": "speedup (x)"}})
-    saved = go.Figure(layout={**layout, "title": "Time saved per run (seconds)",
+    saved = go.Figure(layout={**layout, "title": f"Time saved per run ({measure}, seconds)",
                               "barmode": "relative", "yaxis": {"title": "seconds"}})
     adoption = go.Figure(layout={**layout, "title": "Adoption: share of calls on the optimized "
                                  "path (%)", "yaxis": {"title": "%", "range": [0, 105]}})

@@ -72,30 +72,43 @@ def _system_status(mon: Monitor, store: TelemetryStore | None) -> tuple[dict[str
     return {"level": None, "active": None}, "not recorded by the runs"
 
 
-def _mean(totals: Totals | None) -> float | None:
-    if totals is None or not totals.timed_calls:
+def _mean(totals: Totals | None, cpu: bool) -> float | None:
+    """Mean time per clean call: thread CPU time (`cpu`) or wall time."""
+    if totals is None:
         return None
-    return totals.timed_seconds / totals.timed_calls
+    if cpu:
+        return totals.cpu_seconds / totals.cpu_calls if totals.cpu_calls else None
+    return totals.timed_seconds / totals.timed_calls if totals.timed_calls else None
+
+
+def _has_cpu(history: list[RunData]) -> bool:
+    """Whether every clean call of these runs carries its CPU time (the Router measures it)."""
+    found = [t for run in history for t in run.totals.values() if t.timed_calls]
+    return bool(found) and all(t.cpu_calls == t.timed_calls for t in found)
 
 
 def run_trends(mon: Monitor, names: list[str], alerts: list[RegressionAlert],
                disabled: dict[str, str]) -> list[dict[str, Any]]:
     """Per stored run (oldest first): level and, per optimization that ran, its figures.
 
-    Speedup and time saved use mean wall time per clean call (hits and misses of a cache
-    together); the original's mean comes from the same run when it ran there
-    (``reference: "same run"``), else from all stored runs (``"other runs"``).
+    Speedup and time saved use the mean thread CPU time per clean call (``measure``; wall time
+    for records without CPU times, load inflates it), hits and misses of a cache together; the
+    original's mean comes from the same run when it ran there (``reference: "same run"``), else
+    from all stored runs (``"other runs"``).
     """
     s = mon.settings
     histories = {name: mon.history(name, runs=s.max_runs) for name in names}
     runs: dict[str, dict[str, Any]] = {}
     for name, history in histories.items():
+        cpu = _has_cpu(history)
         pooled = Totals(name, "original")
         for run in history:
             t = run.totals.get("original")
             if t is not None:
                 pooled.timed_calls += t.timed_calls
                 pooled.timed_seconds += t.timed_seconds
+                pooled.cpu_calls += t.cpu_calls
+                pooled.cpu_seconds += t.cpu_seconds
         for run in history:
             entry = runs.setdefault(run.run, {
                 "run": run.run, "started": run.started,
@@ -103,7 +116,7 @@ def run_trends(mon: Monitor, names: list[str], alerts: list[RegressionAlert],
             })
             opt, orig = run.totals.get("optimized"), run.totals.get("original")
             same = orig is not None and orig.timed_calls >= s.report_min_samples
-            m_opt, m_orig = _mean(opt), _mean(orig if same else pooled)
+            m_opt, m_orig = _mean(opt, cpu), _mean(orig if same else pooled, cpu)
             enough = opt is not None and opt.timed_calls and m_orig is not None
             calls = (opt.calls if opt else 0) + (orig.calls if orig else 0)
             entry["optimizations"][name] = {
@@ -117,6 +130,7 @@ def run_trends(mon: Monitor, names: list[str], alerts: list[RegressionAlert],
                     opt.timed_calls * (m_orig - m_opt) if enough and m_opt is not None else None
                 ),
                 "reference": ("same run" if same else "other runs") if enough else None,
+                "measure": "thread CPU time" if cpu else "wall time",
                 "regression": [a.kind for a in alerts if a.function == name and run.run in a.runs],
             }
     ordered = sorted(runs.values(), key=lambda r: (r["started"], r["run"]))
@@ -182,6 +196,12 @@ def build_report(
         }
         enough = min(opt["samples"], orig["samples"]) >= s.report_min_samples
         m_opt, m_orig = opt["median_seconds"], orig["median_seconds"]
+        entry["speedup_measure"] = "median wall time"
+        if min(opt["cpu_calls"], orig["cpu_calls"]) >= s.report_min_samples and (
+            opt["cpu_median_seconds"] and orig["cpu_median_seconds"]
+        ):  # thread CPU time: what load moves little (wall time under load: preemptions)
+            m_opt, m_orig = opt["cpu_median_seconds"], orig["cpu_median_seconds"]
+            entry["speedup_measure"] = "median thread CPU time"
         if enough and m_opt and m_orig:
             entry["speedup"] = m_orig / m_opt
             entry["improvement_percent"] = (1 - m_opt / m_orig) * 100

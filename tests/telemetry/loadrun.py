@@ -67,6 +67,8 @@ def run_once(store: Path, run_id: str, level: str, *, slow: bool = False,
     collector = Alerts()
     pm.register(collector)
     m.set_plugin_manager(pm)
+    m.set_status_provider(lambda: {  # as activation does: the level is stored with the run
+        "level": level, "active": [] if level == "disabled" else [o.name for o in opts]})
     flags = Flags(opts, Settings(level=OptimizationLevel.parse(level),
                                  percentage={"mdd_paired": 50}))
     routers = [make_router(opt, ORIGINAL, flags, m) for opt in opts]
