@@ -2,8 +2,8 @@
 
 Used by `test_load_proof` in-process and, as a script, as the second backtest running beside
 it: ``python loadrun.py STORE RUN_ID LEVEL [slowed]``. The work is Freqtrade's own
-``calculate_max_drawdown`` on the trades of ``tests/data/backtest-result.json`` (original ~4 ms,
-the plugin's replacement ~0.3 ms per call), under two names: ``mdd_paired`` at a 50% rollout
+``calculate_max_drawdown`` on the trades of ``tests/data/backtest-result.json`` (original ~5 ms CPU,
+the plugin's replacement ~0.1-0.2 ms), under two names: ``mdd_paired`` at a 50% rollout
 (judged on the optimized/original ratio of the same run) and ``mdd_full`` at 100% (judged on the
 optimized path's thread CPU time).
 """

@@ -5,7 +5,7 @@ the same store: no alert. Run 6 at level disabled: no alert about optimized path
 the replacement slowed by 30% on purpose: no alert after run 7 (one run is not a lasting change),
 an alert after run 8 (the documented ``persist_runs`` = 2) naming the runs and the measure.
 The optimization at a 50% rollout is judged on its paired ratio; its twin at 100% on absolute
-CPU time, which only reports a doubling (load alone moved it by up to ~50% here).
+CPU time, which only reports a doubling (load alone moved it by 50-140% in single runs).
 """
 
 from __future__ import annotations
