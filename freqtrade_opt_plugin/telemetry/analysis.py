@@ -10,16 +10,16 @@ which the compared paths actually ran:
   optimized/original ratio of their medians; both paths share the run's machine and inputs, so
   load and workload size cancel out.
 
-`slower_than_baseline` (a step across runs, as asv finds them): the per-run values of the
-newest ``history_runs`` runs are split into "before" and "after" at the point that best fits two
+`slower_than_baseline` (a step across runs, as asv finds them): the per-run values of the newest
+``history_runs`` runs are split into "before" and "after" at the point that best fits two
 constant levels (least absolute deviations). The value of a run is the paired ratio when every
 compared run has both paths, else the optimized path's CPU time, which load alone moved by
-50-140% in single runs of our tests: then only a step of ``unpaired_threshold_percent``
-(default 100) counts. A regression is reported only when the step is persistent and large:
-at least ``persist_runs`` runs after it (ending with the latest) and ``baseline_runs`` before, the median after at least
-``threshold_percent`` above the median before, *every* run after slower than *every* run
-before, and a one-sided Mann-Whitney test of the after-runs' calls against the before-runs'
-calls significant at ``alpha``. So a lasting slowdown is reported at the end of its
+50-140% in single runs of our tests: then only a step of ``unpaired_threshold_percent`` (default
+100) counts. A regression is reported only when the step is persistent and large: at least
+``persist_runs`` runs after it (ending with the latest) and ``baseline_runs`` before, the median
+after at least ``threshold_percent`` above the median before, *every* run after slower than
+*every* run before, and a one-sided Mann-Whitney test of the after-runs' calls against the
+before-runs' calls significant at ``alpha``. So a lasting slowdown is reported at the end of its
 ``persist_runs``-th run; one slow run (a busy machine) is not; a run at level disabled (no
 optimized calls) is no evidence either way.
 
