@@ -13,13 +13,14 @@ which the compared paths actually ran:
 `slower_than_baseline` (a step across runs, as asv finds them): the per-run values of the newest
 ``history_runs`` runs are split into "before" and "after" at the point that best fits two
 constant levels (least absolute deviations). The value of a run is the paired ratio when every
-compared run has both paths, else the optimized path's CPU time, which load alone moved by
-50-140% in single runs of our tests: then only a step of ``unpaired_threshold_percent`` (default
-100) counts. A regression is reported only when the step is persistent and large: at least
-``persist_runs`` runs after it (ending with the latest) and ``baseline_runs`` before, the median
-after at least ``threshold_percent`` above the median before, *every* run after slower than
-*every* run before, and a one-sided Mann-Whitney test of the after-runs' calls against the
-before-runs' calls significant at ``alpha``. So a lasting slowdown is reported at the end of its
+compared run has both paths. Without pairs only the optimized path's absolute CPU time exists,
+which load alone moved by 50-140% in single runs of our tests: it raises no alert unless
+``unpaired_alerts`` is set (a dedicated machine), then from ``unpaired_threshold_percent``. A
+regression is reported only when the step is persistent and large: at least ``persist_runs``
+runs after it (ending with the latest) and ``baseline_runs`` before, the median after at least
+``threshold_percent`` above the median before, *every* run after slower than *every* run before,
+and a one-sided Mann-Whitney test of the after-runs' calls against the before-runs' calls
+significant at ``alpha``. So a lasting slowdown is reported at the end of its
 ``persist_runs``-th run; one slow run (a busy machine) is not; a run at level disabled (no
 optimized calls) is no evidence either way.
 
@@ -193,7 +194,9 @@ def across_runs(
         p.run for p in optimized[-window:]
     ]
     measure, points = ("ratio", ratio) if paired else ("optimized", optimized)
-    if not paired:  # the machine's load moves an absolute measure: only a large step counts
+    if not paired:  # the machine's load moves an absolute measure: off, or only a large step
+        if not settings.unpaired_alerts:
+            return None
         threshold_percent = max(threshold_percent, settings.unpaired_threshold_percent)
     step = detect_step(points, settings, threshold_percent)
     if step is None:

@@ -59,15 +59,18 @@ def test_runs_at_level_disabled_are_no_evidence(tmp_path):
     assert make(tmp_path, "reader").detect_regressions() == []
 
 
-def test_without_pairs_only_a_large_step_counts(tmp_path):
+def test_without_pairs_no_alert_unless_asked_then_only_a_large_step(tmp_path):
     for i in range(2):
         one_run(tmp_path, f"r{i}", optimized=1e-3)
     for i in range(2):  # +50% absolute CPU time: what load alone produced in our tests
         assert one_run(tmp_path, f"busy{i}", optimized=1.5e-3) == []
     assert one_run(tmp_path, "slow-1", optimized=3e-3) == []
-    alerts = one_run(tmp_path, "slow-2", optimized=3e-3)
-    assert [(a.measure, a.runs) for a in alerts] == [
+    assert one_run(tmp_path, "slow-2", optimized=3e-3) == []  # off by default
+    asked = make(tmp_path, "reader", unpaired_alerts=True)
+    assert [(a.measure, a.runs) for a in asked.detect_regressions()] == [
         ("optimized thread CPU time per call", ("slow-1", "slow-2"))]
+    assert make(tmp_path, "reader", unpaired_alerts=True,
+                unpaired_threshold_percent=250).detect_regressions() == []
 
 
 def test_noise_without_separation_raises_nothing(tmp_path):
