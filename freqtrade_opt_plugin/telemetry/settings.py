@@ -42,8 +42,11 @@ class MonitorSettings(SafeSettings):
     # are off unless asked for (a dedicated machine), then from this slowdown on.
     unpaired_alerts: bool = False
     unpaired_threshold_percent: float = Field(default=100.0, gt=0.0)
-    persist_runs: int = Field(default=2, ge=1)  # runs a slowdown must last
-    baseline_runs: int = Field(default=2, ge=1)  # earlier runs it is compared with
+    # runs a slowdown must last: on a busy machine single runs of the paired ratio moved by up
+    # to 34% (tests/telemetry/test_load_proof.py), so 3 consecutive runs, each slower than every
+    # run before (chance alone: at most 1 in 20 with 3 earlier runs, 1 in 84 with 6)
+    persist_runs: int = Field(default=3, ge=1)
+    baseline_runs: int = Field(default=3, ge=1)  # earlier runs it is compared with
     history_runs: int = Field(default=10, ge=2)  # newest runs looked at
     run_min_samples: int = Field(default=3, ge=1)  # calls of a path for a run to count
 

@@ -125,9 +125,10 @@ def test_too_few_samples_raise_no_alert(tmp_path):
 
 
 def test_slower_than_the_stored_baseline_of_earlier_runs(tmp_path):
-    """A step that lasts two runs is reported; the alert names the runs and the measure."""
+    """A step that lasts three runs is reported; the alert names the runs and the measure."""
     rng = random.Random(3)
-    for run, level in (("run-a", 1e-3), ("run-b", 1e-3), ("run-c", 1.6e-3)):
+    for run, level in (("run-a", 1e-3), ("run-b", 1e-3), ("run-c", 1e-3), ("run-d", 1.6e-3),
+                       ("run-e", 1.6e-3)):
         m = make(tmp_path, run=run)
         for _ in range(50):  # a 50% rollout: both paths in every run
             m.record("f", "optimized", rng.gauss(level, 3e-5))
@@ -135,18 +136,19 @@ def test_slower_than_the_stored_baseline_of_earlier_runs(tmp_path):
         m.flush()
         # one slowed run is not yet a regression
         assert detect_performance_regressions(monitor=m, notify=False) == []
-    latest = make(tmp_path, run="run-d")  # e.g. after an upgrade
+    latest = make(tmp_path, run="run-f")  # e.g. after an upgrade
     for _ in range(50):
         latest.record("f", "optimized", rng.gauss(1.6e-3, 3e-5))
         latest.record("f", "original", rng.gauss(2e-3, 6e-5))
     alerts = detect_performance_regressions(monitor=latest, notify=False)
     assert [(a.function, a.kind) for a in alerts] == [("f", "slower_than_baseline")]
     assert alerts[0].degradation_percent == pytest.approx(60, abs=5)
-    assert alerts[0].runs == ("run-c", "run-d") and alerts[0].reference_runs == ("run-a", "run-b")
+    assert alerts[0].runs == ("run-d", "run-e", "run-f")
+    assert alerts[0].reference_runs == ("run-a", "run-b", "run-c")
     # no CPU times were recorded: wall time, named as such
     assert alerts[0].measure == "optimized/original ratio of wall time per call"
-    assert "run-c .. run-d" in alerts[0].recommendation
-    assert alerts[0].reference_samples == 100 and alerts[0].samples == 100
+    assert "run-d .. run-f" in alerts[0].recommendation
+    assert alerts[0].reference_samples == 150 and alerts[0].samples == 150
     # a separate reader (the CLI) sees the same from the store alone
     reader = make(tmp_path, run="cli")
     assert [a.kind for a in detect_performance_regressions(monitor=reader, notify=False)] == [

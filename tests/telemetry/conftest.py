@@ -15,7 +15,9 @@ from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings
 HISTORY = (
     ("standard", 0.5, 0.5),
     ("standard", 0.5, 0.5),
+    ("standard", 0.5, 0.5),
     ("aggressive", 0.8, 0.5),  # the replacement got slower (e.g. after an upgrade) ...
+    ("aggressive", 0.8, 0.5),
     ("aggressive", 0.8, 0.5),  # ... and stayed slower: a regression
     ("disabled", None, 0.0),  # nothing optimized: no evidence either way
 )

@@ -33,12 +33,14 @@ def one_run(tmp_path, run: str, *, optimized: float | None, original: float | No
     return m.detect_regressions(current_run=run)
 
 
-def test_one_slow_run_is_not_a_regression_two_are(tmp_path):
+def test_a_regression_is_a_step_that_lasts_three_runs(tmp_path):
     for i in range(3):
         assert one_run(tmp_path, f"r{i}", optimized=1e-3, original=2e-3) == []
     assert one_run(tmp_path, "slow-1", optimized=1.3e-3, original=2e-3) == []
-    alerts = one_run(tmp_path, "slow-2", optimized=1.3e-3, original=2e-3)
-    assert [(a.kind, a.runs) for a in alerts] == [("slower_than_baseline", ("slow-1", "slow-2"))]
+    assert one_run(tmp_path, "slow-2", optimized=1.3e-3, original=2e-3) == []
+    alerts = one_run(tmp_path, "slow-3", optimized=1.3e-3, original=2e-3)
+    assert [(a.kind, a.runs) for a in alerts] == [
+        ("slower_than_baseline", ("slow-1", "slow-2", "slow-3"))]
     assert alerts[0].reference_runs == ("r0", "r1", "r2")
     assert alerts[0].measure == "optimized/original ratio of thread CPU time per call"
     assert alerts[0].degradation_percent == pytest.approx(30, abs=5)
@@ -52,7 +54,7 @@ def test_a_busy_run_between_normal_ones_raises_nothing(tmp_path):
 
 
 def test_runs_at_level_disabled_are_no_evidence(tmp_path):
-    for i in range(2):
+    for i in range(3):
         one_run(tmp_path, f"r{i}", optimized=1e-3)
     for i in range(3):  # only the original ran: nothing is said about the optimized path
         assert one_run(tmp_path, f"off{i}", optimized=None, original=5e-3) == []
@@ -60,15 +62,15 @@ def test_runs_at_level_disabled_are_no_evidence(tmp_path):
 
 
 def test_without_pairs_no_alert_unless_asked_then_only_a_large_step(tmp_path):
-    for i in range(2):
+    for i in range(3):
         one_run(tmp_path, f"r{i}", optimized=1e-3)
     for i in range(2):  # +50% absolute CPU time: what load alone produced in our tests
         assert one_run(tmp_path, f"busy{i}", optimized=1.5e-3) == []
-    assert one_run(tmp_path, "slow-1", optimized=3e-3) == []
-    assert one_run(tmp_path, "slow-2", optimized=3e-3) == []  # off by default
+    for i in range(3):
+        assert one_run(tmp_path, f"slow-{i}", optimized=3e-3) == []  # off by default
     asked = make(tmp_path, "reader", unpaired_alerts=True)
     assert [(a.measure, a.runs) for a in asked.detect_regressions()] == [
-        ("optimized thread CPU time per call", ("slow-1", "slow-2"))]
+        ("optimized thread CPU time per call", ("slow-0", "slow-1", "slow-2"))]
     assert make(tmp_path, "reader", unpaired_alerts=True,
                 unpaired_threshold_percent=250).detect_regressions() == []
 

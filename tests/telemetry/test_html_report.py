@@ -26,14 +26,15 @@ def test_report_runs_carry_the_trends(history_state):
     report = generate_performance_report()
     assert [r["run"] for r in report["runs"]] == runs
     assert [r["level"] for r in report["runs"]] == [
-        "standard", "standard", "aggressive", "aggressive", "disabled"]
+        "standard", "standard", "standard", "aggressive", "aggressive", "aggressive", "disabled"]
     first = report["runs"][0]["optimizations"]["fast_fn"]
     assert first["speedup"] == pytest.approx(2.0, rel=0.1) and first["reference"] == "same run"
     assert first["adoption_rate"] == pytest.approx(0.5, abs=0.2)
-    assert report["runs"][2]["optimizations"]["fast_fn"]["regression"] == [
+    assert report["runs"][3]["optimizations"]["fast_fn"]["regression"] == [
         "slower_than_baseline"]
-    assert report["runs"][4]["optimizations"]["fast_fn"]["optimized_calls"] == 0
-    assert "disabled" in report["runs"][3]["optimizations"]["slow_fn"]  # its last run
+    assert report["runs"][2]["optimizations"]["fast_fn"]["regression"] == []
+    assert report["runs"][6]["optimizations"]["fast_fn"]["optimized_calls"] == 0
+    assert "disabled" in report["runs"][5]["optimizations"]["slow_fn"]  # its last run
     charts = figures(report)
     assert set(charts) == set(CHART_IDS)
 

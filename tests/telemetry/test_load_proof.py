@@ -1,9 +1,9 @@
 """Regression alerts hold under load: real work, real timings, a real CPU hog.
 
 Runs 1-2 idle, 3-4 beside busy-loop processes (one per core), 5 beside a second run writing to
-the same store: no alert. Run 6 at level disabled: no alert about optimized paths. Runs 7-8 with
+the same store: no alert. Run 6 at level disabled: no alert about optimized paths. Runs 7-9 with
 the replacement slowed by 30% on purpose: no alert after run 7 (one run is not a lasting change),
-an alert after run 8 (the documented ``persist_runs`` = 2) naming the runs and the measure.
+an alert by the end of run 9 (the documented ``persist_runs`` = 3) naming the runs and measure.
 The optimization at a 50% rollout is judged on its paired ratio; its twin at 100% on absolute
 CPU time, which raises no alert by default (load alone moved it by 50-140% in single runs).
 """
@@ -53,9 +53,14 @@ def test_alerts_hold_under_load_and_catch_a_lasting_30_percent_slowdown(tmp_path
     out, _ = beside.communicate(timeout=300)
     assert beside.returncode == 0 and out.strip() == "0"  # the second run saw no alert either
     assert run_once(store, "run-6", "disabled") == []
-    assert run_once(store, "run-7", "standard", slow=True) == []  # one slow run: not yet
-    alerts = run_once(store, "run-8", "standard", slow=True)
-
+    # the replacement made 30% slower: reported at the end of its 3rd run at the latest
+    # (persist_runs = 3; a noisy earlier run may complete the step one run sooner)
+    alerts = []
+    for run in ("run-7", "run-8", "run-9"):
+        alerts = run_once(store, run, "standard", slow=True)
+        if alerts:
+            break
+    assert run != "run-7", alerts  # one slowed run is never enough
     history = Monitor(MonitorSettings(), store_path=store, run_id="reader").history("mdd_full")
     values = {p.run: round(p.value * 1e6) for p in run_points(history, "optimized", 3)}
     # at 100% rollout only the absolute CPU time exists, which load alone moved by 50-140%
@@ -64,7 +69,7 @@ def test_alerts_hold_under_load_and_catch_a_lasting_30_percent_slowdown(tmp_path
     alert = alerts[0]
     assert alert.kind == "slower_than_baseline"
     assert alert.measure == "optimized/original ratio of thread CPU time per call"
-    assert alert.runs == ("run-7", "run-8")
+    assert alert.runs[-1] == run and "run-7" in alert.runs and "run-6" not in alert.runs
     assert "run-1" in alert.reference_runs and "run-6" not in alert.reference_runs
     assert 15 <= alert.degradation_percent <= 60, (alert, values)
-    assert "run-7 .. run-8" in alert.recommendation
+    assert f"{alert.runs[0]} .. {run}" in alert.recommendation
