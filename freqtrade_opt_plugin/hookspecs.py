@@ -42,8 +42,9 @@ def freqtrade_opt_records(records: Sequence[PathDelta]) -> None:
     path: ``name``, ``path`` ("optimized" / "original"), counters (``calls``, ``errors``,
     ``fallbacks``, ``total_seconds``, ``timed_calls``, ``timed_seconds``, ``cpu_calls``,
     ``cpu_seconds``, ``mem_samples``, ``mem_peak_sum``, ``mem_peak_max``) and the new samples
-    (``timings`` and ``cpu`` in seconds, ``peaks`` in bytes). Called once per flush (every ``FREQTRADE_OPT_MONITOR_FLUSH_EVERY`` records,
-    ``..._FLUSH_INTERVAL`` seconds and at process exit), after the batch reached the store.
+    (``timings`` and ``cpu`` in seconds, ``peaks`` in bytes). Called once per flush (every
+    ``FREQTRADE_OPT_MONITOR_FLUSH_EVERY`` records, ``..._FLUSH_INTERVAL`` seconds and at process
+    exit), after the batch reached the store.
     """
 
 
