@@ -2,6 +2,7 @@
 
 ``settings``     MonitorSettings (``FREQTRADE_OPT_MONITOR_*``)
 ``counters``     the hot path: per-thread counters and samples, memory sampling policy
+``records``      the store's schema and format, the records it reads and writes
 ``store``        the persistent SQLite store shared by every process of every run
 ``hooks``        the dispatcher that hands records and alerts to plugins (injected)
 ``analysis``     regressions across runs (step detection) and performance gates
