@@ -61,17 +61,20 @@ def make_router(
     use_shadow = flags.use_shadow
     record = monitor.record
     sample_memory = monitor.should_sample_memory
+    cpu_start = monitor.cpu_start  # thread_time() on the calls whose CPU time is measured
     take_snapshot = Snapshot if opt.mutates_arguments else None
 
     def run_original(args: tuple, kwargs: dict) -> Any:
         traced = sample_memory(name)
         if traced:
             start_memory_trace()
-        start, cpu = perf_counter(), thread_time()
+        cpu = cpu_start(name, "original")
+        start = perf_counter()
         try:
             result = original(*args, **kwargs)
         finally:
-            elapsed, cpu = perf_counter() - start, thread_time() - cpu
+            elapsed = perf_counter() - start
+            cpu = None if cpu is None else thread_time() - cpu
             peak = stop_memory_trace() if traced else None
         record(name, "original", elapsed, cpu_seconds=cpu, peak_bytes=peak)
         return result
@@ -83,14 +86,17 @@ def make_router(
         except Exception:
             return run_original(args, kwargs)
         result = run_original(args, kwargs)
-        start, cpu = perf_counter(), thread_time()
+        cpu = cpu_start(name, "optimized")
+        start = perf_counter()
         try:
             got = replacement(*copies[0], **copies[1])
         except Exception as exc:
             record(name, "optimized", perf_counter() - start, error=True)
             difference = f"the optimized path raised {type(exc).__name__}: {exc}"
         else:
-            record(name, "optimized", perf_counter() - start, cpu_seconds=thread_time() - cpu)
+            elapsed = perf_counter() - start
+            record(name, "optimized", elapsed,
+                   cpu_seconds=None if cpu is None else thread_time() - cpu)
             difference = first_difference(got, result) or first_difference(
                 copies, (args, kwargs), "arguments after the call")
         if difference is not None:
@@ -109,7 +115,8 @@ def make_router(
         traced = sample_memory(name)
         if traced:
             start_memory_trace()
-        start, cpu = perf_counter(), thread_time()
+        cpu = cpu_start(name, "optimized")
+        start = perf_counter()
         try:
             result = replacement(*args, **kwargs)
         except propagates:
@@ -129,7 +136,8 @@ def make_router(
             record(name, "optimized", failed_after, error=True, fallback=True)
             flags.record_error(name, exc)
             return result
-        elapsed, cpu = perf_counter() - start, thread_time() - cpu
+        elapsed = perf_counter() - start
+        cpu = None if cpu is None else thread_time() - cpu
         record(name, "optimized", elapsed, cpu_seconds=cpu,
                peak_bytes=stop_memory_trace() if traced else None)
         return result

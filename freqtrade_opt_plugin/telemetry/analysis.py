@@ -285,8 +285,8 @@ def gate(opt: Optimization, history: Sequence[RunData], settings: MonitorSetting
     runs_with = [r for r in history if (t := r.totals.get("optimized")) and t.timed_calls]
     if len(runs_with) < max(1, int(getattr(opt, "gate_runs", 1))):
         return GateVerdict(None)
-    use_cpu = all(
-        (t := r.totals.get(p)) is None or not t.timed_calls or t.cpu_calls == t.timed_calls
+    use_cpu = all(  # CPU time is measured on a uniform sample of the calls (see `counters`)
+        (t := r.totals.get(p)) is None or not t.timed_calls or t.cpu_calls > 0
         for r in history for p in ("optimized", "original")
     )
     fast_s, fast_n, fast = _path_cost(history, "optimized", use_cpu)

@@ -192,3 +192,17 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     assert [(t.calls, t.cpu_calls) for t in totals] == [(6, 1)]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_cpu_time_is_measured_on_long_calls_and_sampled_on_short_ones(tmp_path):
+    """Measuring CPU time is a system call (~0.3-2 µs): short calls get it on every k-th call."""
+    m = make(tmp_path, "run")
+    for _ in range(512):
+        for name, seconds in (("short", 5e-6), ("long", 1e-3)):
+            start = m.cpu_start(name, "optimized")
+            m.record(name, "optimized", seconds,
+                     cpu_seconds=None if start is None else seconds)
+    assert m.stats("long")["optimized"].cpu_calls == 512
+    # every call until the interval is first computed (at call 256), then every 100th
+    assert m.stats("short")["optimized"].cpu_calls == 255 + 3
+    assert m.cpu_start("short", "original") is not None  # counted per path

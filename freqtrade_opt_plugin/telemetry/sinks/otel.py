@@ -13,6 +13,7 @@ and ``freqtrade_opt.run`` tell them apart, backends sum them):
 
 ``freqtrade_opt.calls`` / ``.errors`` / ``.fallbacks``  counters {optimization, path}
 ``freqtrade_opt.call.time`` / ``.call.cpu_time``        counters of seconds {optimization, path}
+                                                       (CPU time: of the calls it was measured on)
 ``freqtrade_opt.call.duration``                        histogram of the stored call samples (s)
 ``freqtrade_opt.alerts`` / ``freqtrade_opt.disables``  counters {optimization, kind, measure}
 Alerts and disables are also sent as OpenTelemetry log events (``freqtrade_opt.alert``,
@@ -79,7 +80,7 @@ class OtelSink:
         self.time = meter.create_counter("freqtrade_opt.call.time", "s",
                                          "Wall time spent in routed calls")
         self.cpu_time = meter.create_counter("freqtrade_opt.call.cpu_time", "s",
-                                             "Thread CPU time of clean routed calls")
+                                             "Thread CPU time of the sampled clean calls")
         self.duration = meter.create_histogram("freqtrade_opt.call.duration", "s",
                                                "Wall time of sampled clean calls")
         self.alerts = meter.create_counter("freqtrade_opt.alerts", "{alert}",
