@@ -23,13 +23,14 @@ from freqtrade.data.btanalysis import load_backtest_data
 from freqtrade_opt_plugin import hookspecs
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings
-from freqtrade_opt_plugin.optimizations.max_drawdown import OPTIMIZATION, calculate_max_drawdown
+from freqtrade_opt_plugin.optimizations.max_drawdown import OPTIMIZATION
 from freqtrade_opt_plugin.registry import OptimizationLevel
 from freqtrade_opt_plugin.router import make_router
 from freqtrade_opt_plugin.settings import Settings
 
 
 ORIGINAL = inspect.unwrap(target_module.calculate_max_drawdown)
+calculate_max_drawdown = OPTIMIZATION.build(ORIGINAL)
 TRADES = Path(__file__).resolve().parents[1] / "data" / "backtest-result.json"
 SLOWDOWN = 1.3
 
@@ -58,7 +59,8 @@ def run_once(store: Path, run_id: str, level: str, *, slow: bool = False,
     """One run: `calls` calls per name, then the monitor's end of run. Its alerts."""
     trades = load_backtest_data(TRADES)
     replacement = slowed if slow else calculate_max_drawdown
-    opts = [dataclasses.replace(OPTIMIZATION, name=name, replacement=replacement)
+    opts = [dataclasses.replace(OPTIMIZATION, name=name, factory=None,
+                                replacement=replacement)
             for name in ("mdd_paired", "mdd_full")]
     m = Monitor(MonitorSettings(memory_sample_rate=0), store_path=store, run_id=run_id,
                 owns_run=True)
