@@ -19,7 +19,9 @@ invalidation, only integrity, bounds and trust.
   skipped for ``redis_retry_seconds``; results come from the local tier or are computed.
 * **A short lock.** For costly caches (`LOCKED_CACHES`) a process missing an entry takes a lock
   (redis-py's ``Lock``, ``redis_lock_seconds``) while it computes; another machine missing the same
-  entry meanwhile waits for it at most ``redis_lock_wait_seconds``, then computes itself.
+  entry meanwhile waits for it at most ``redis_lock_wait_seconds``, then computes itself. The
+  lock ends when the value is stored, refused (``skip``), or when the same thread looks up
+  another key of that cache (its computation is over, stored or not).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class RedisTier:
         self._lock = threading.Lock()
         self._client: Any = None
         self._pid = os.getpid()
-        self._held: dict[tuple[str, str], Any] = {}  # (cache, key) -> redis-py Lock
+        self._held: dict[tuple[str, str], tuple[Any, int]] = {}  # (cache, key) -> (Lock, thread)
         if self.refused:
             self._warn_once("refused", "freqtrade-opt cache: the Redis tier %s is off: %s",
                             self.display_url, self.refused)
@@ -234,6 +236,8 @@ class RedisTier:
     def fetch(self, cache: str, key: str) -> Fetched:
         """Look `key` up; a corrupt or foreign entry is removed and reported as refused."""
         found = Fetched()
+        if self._held:
+            self._release_finished(cache, key)
         if not self.available:
             return found
         rkey = self.entry_key(cache, key)
@@ -294,7 +298,7 @@ class RedisTier:
             if not self.read_only:
                 lock = client.lock(lkey, timeout=self.lock_seconds, blocking=False)
                 if lock.acquire():
-                    self._held[(cache, key)] = lock
+                    self._held[(cache, key)] = (lock, threading.get_ident())
                     return found
             elif not client.exists(lkey):
                 return found
@@ -325,15 +329,24 @@ class RedisTier:
                      "here", cache, self.lock_wait, key)
         return found
 
+    def _release_finished(self, cache: str, key: str) -> None:
+        """A thread looking up another key of `cache` is done computing the ones it locked
+        (stored or not): release them, so that nobody waits for a value that never comes."""
+        thread = threading.get_ident()
+        for item, (_, owner) in list(self._held.items()):
+            if item[0] == cache and item[1] != key and owner == thread:
+                self.release(cache, item[1])
+
     def release(self, cache: str, key: str | None = None) -> None:
         """Release the lock of `key` (all of `cache`'s locks when None) held by this process."""
         if self._pid != os.getpid() or not self._held:
             return
         held = [k for k in list(self._held) if k[0] == cache and (key is None or k[1] == key)]
         for item in held:
-            lock = self._held.pop(item, None)
-            if lock is None:
+            entry = self._held.pop(item, None)
+            if entry is None:
                 continue
+            lock = entry[0]
             try:
                 lock.release()
             except Exception as exc:  # noqa: BLE001 - expired, or the server went away

@@ -269,6 +269,19 @@ def test_the_wait_for_another_machine_is_bounded(redis_url, redis_server, tmp_pa
     second.close()
 
 
+def test_a_lock_whose_value_is_never_stored_ends_at_the_next_lookup(redis_url, redis_server,
+                                                                    tmp_path, monkeypatch):
+    machine(tmp_path / "a", monkeypatch)
+    cache = get_cache("analysis")
+    client = redis_server.client()
+    assert cache.get("not-storable") is MISSING
+    assert client.exists(f"{KEY_PREFIX}:default:lock:analysis:not-storable")
+    assert cache.get("next-pair") is MISSING  # the first computation is over
+    assert not client.exists(f"{KEY_PREFIX}:default:lock:analysis:not-storable")
+    cache.skip("too large")  # a refusal releases the cache's locks too
+    assert not client.exists(f"{KEY_PREFIX}:default:lock:analysis:next-pair")
+
+
 def test_a_plain_text_url_to_another_host_is_refused(cache_dir, tmp_path, monkeypatch,
                                                      plugin_warnings):
     machine(tmp_path / "a", monkeypatch, redis_url="redis://:s3cret@10.1.2.3:6379/0")
