@@ -20,7 +20,7 @@ import pytest
 class RedisServer:
     """One ``redis-server`` process; `client()` is a redis-py client of its default user."""
 
-    def __init__(self, directory: Path, *extra: str) -> None:
+    def __init__(self, directory: Path, *extra: str, tls_port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             message = "redis-server is not installed (Debian: apt-get install redis-server)"
@@ -28,11 +28,13 @@ class RedisServer:
                 pytest.fail(message + "; CI must provide it (.ci/run installs it)")
             pytest.skip(message)
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = tls_port or _free_port()
+        self.tls = tls_port is not None
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = directory / f"redis-{self.port}.log"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [binary, *(() if self.tls else ("--port", str(self.port))), "--bind", "127.0.0.1",
+             "--save", "",
              "--appendonly", "no", "--dir", str(directory), "--logfile", str(self.log),
              *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -50,6 +52,9 @@ class RedisServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {self.log.read_text(errors='replace')}")
             try:
+                if self.tls:  # a TLS port: ready once it accepts connections
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return
                 if self.client().ping():
                     return
             except Exception:  # noqa: BLE001 - not listening yet

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -294,6 +295,41 @@ def test_a_plain_text_url_to_another_host_is_refused(cache_dir, tmp_path, monkey
         warnings[0]
     assert "s3cret" not in warnings[0] and "***" in warnings[0]
     assert get_cache_status()["redis"]["state"] == "refused"
+
+
+def test_tls_and_a_password(cache_dir, tmp_path, monkeypatch, plugin_warnings, caplog):
+    """rediss:// with a CA file in the URL, and the password from its own setting."""
+    from redis_server import RedisServer, _free_port
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    certs = tmp_path / "tls"
+    certs.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")],
+                   check=True, capture_output=True, timeout=60)
+    port = _free_port()
+    server = RedisServer(tmp_path / "server", "--port", "0", "--tls-port", str(port),
+                         "--tls-cert-file", str(certs / "cert.pem"),
+                         "--tls-key-file", str(certs / "key.pem"),
+                         "--tls-ca-cert-file", str(certs / "cert.pem"),
+                         "--tls-auth-clients", "no", "--requirepass", "team-pw",
+                         tls_port=port)
+    try:
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs / 'cert.pem'}"
+        machine(tmp_path / "a", monkeypatch, redis_url=url, redis_password="team-pw")
+        assert get_cache("backtesting").set("k", {"profit": 1.25})
+        machine(tmp_path / "b", monkeypatch, redis_url=url, redis_password="team-pw")
+        assert get_cache("backtesting").get("k") == {"profit": 1.25}
+        assert get_cache("backtesting").status()["redis"]["hits"] == 1
+        machine(tmp_path / "c", monkeypatch, redis_url=url, redis_password="wrong")
+        assert get_cache("backtesting").get("k") is MISSING  # refused by the server: local
+        warnings = plugin_warnings()
+        assert len(warnings) == 1 and "unavailable" in warnings[0], warnings
+        assert "team-pw" not in caplog.text and "wrong" not in caplog.text
+    finally:
+        server.stop()
 
 
 def test_url_checks_and_redaction():
