@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -59,6 +58,12 @@ from freqtrade_opt_plugin.cache.settings import (
     CacheSettings,
     load_cache_settings,
 )
+from freqtrade_opt_plugin.cache.stats import (
+    add_counts,
+    read_counts,
+    remove_cache_files,
+    remove_stats,
+)
 from freqtrade_opt_plugin.paths import UnsafeDirectoryError, ensure_private_dir, state_dir
 
 
@@ -77,7 +82,6 @@ __all__ = [
 EVICTION_POLICY = "least-recently-stored"
 REFRESH_INTERVAL = 5.0  # seconds between batched recency refreshes of entries read
 STATS_INTERVAL = 2.0  # seconds between flushes of this process's counters
-STATS_FILE = "stats.sqlite3"
 MIN_FILE_SIZE = 2**15  # values from 32 KiB are files next to the database
 COUNTERS = ("hits", "misses", "stores", "evictions", "expired", "not_cacheable", "errors",
             # the shared tier: hits (also in "hits"), lookups that missed, stores, entries
@@ -86,7 +90,6 @@ COUNTERS = ("hits", "misses", "stores", "evictions", "expired", "not_cacheable",
             "redis_hits", "redis_misses", "redis_stores", "redis_refused", "redis_skipped",
             "redis_lookups", "redis_us")
 MAX_CORRUPT_WARNINGS = 5  # per cache and process; further ones are logged at debug level
-_KNOWN_FILES = re.compile(r"cache\.db(-wal|-shm|-journal)?|stats\.sqlite3(-wal|-shm|-journal)?")
 
 
 class _Missing:
@@ -203,12 +206,7 @@ class SpecializedCache:
             if not pending or not self.directory.is_dir():
                 return
             try:
-                with _stats_connection(self.directory, self.timeout) as con:
-                    con.executemany(
-                        "INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
-                        "DO UPDATE SET value = value + excluded.value",
-                        list(pending.items()),
-                    )
+                add_counts(self.directory, self.timeout, pending)
             except (sqlite3.Error, OSError) as exc:
                 logger.debug("cache '%s': stats not flushed: %s", self.name, exc)
                 return
@@ -217,15 +215,7 @@ class SpecializedCache:
 
     def counters(self) -> dict[str, int]:
         """Totals of every process (the stats file) plus this process's unflushed counts."""
-        totals = dict.fromkeys(COUNTERS, 0)
-        if (self.directory / STATS_FILE).is_file():
-            try:
-                with _stats_connection(self.directory, self.timeout) as con:
-                    for name, value in con.execute("SELECT name, value FROM counters"):
-                        if name in totals and isinstance(value, int):
-                            totals[name] += value
-            except (sqlite3.Error, OSError) as exc:
-                logger.debug("cache '%s': stats unreadable: %s", self.name, exc)
+        totals = read_counts(self.directory, self.timeout, COUNTERS)
         with self._lock:
             for key, value in self._counts.items():
                 totals[key] += value
@@ -440,15 +430,10 @@ class SpecializedCache:
             except Exception as exc:  # noqa: BLE001
                 self._fail("cannot clear it", exc)
         if cache is None or self.bypassed is not None:
-            removed = _remove_cache_files(self.directory)
+            removed = remove_cache_files(self.directory)
             self.bypassed = None
             self._cache = None
-        try:
-            (self.directory / STATS_FILE).unlink(missing_ok=True)
-            for suffix in ("-wal", "-shm"):
-                (self.directory / (STATS_FILE + suffix)).unlink(missing_ok=True)
-        except OSError:
-            pass
+        remove_stats(self.directory)
         return removed
 
     def expire(self) -> int:
@@ -478,58 +463,26 @@ class SpecializedCache:
             except Exception:  # noqa: BLE001
                 pass
 
-    def status(self) -> dict[str, Any]:
-        """Figures of this cache (all processes): entries, size, hits, misses, evictions...
-
-        A cache whose directory does not exist yet is reported empty (and not created)."""
-        exists = self.directory.is_dir() or self._cache is not None
-        if exists:
-            self.expire()
-            self.flush_stats()
-        entries, volume = 0, 0
-        cache = self._open() if exists else None
+    def size(self) -> tuple[int, int]:
+        """(entries, bytes) of the local tier, expired entries removed first; a cache whose
+        directory does not exist yet is empty (and not created)."""
+        if not (self.directory.is_dir() or self._cache is not None):
+            return 0, 0
+        self.expire()
+        self.flush_stats()
+        cache = self._open()
         if cache is not None:
             try:
-                entries, volume = len(cache), cache.volume()
+                return len(cache), cache.volume()
             except Exception as exc:  # noqa: BLE001
                 self._fail("cannot read its size", exc)
-        counts = self.counters()
-        lookups = counts["hits"] + counts["misses"]
-        return {
-            "name": self.name,
-            "directory": str(self.directory),
-            "enabled": self.enabled,
-            "bypassed": self.bypassed,
-            "entries": entries,
-            "size_mb": round(volume / 2**20, 3),
-            "limit_mb": round(self.size_limit / 2**20, 3),
-            "ttl_seconds": self.ttl,
-            "hits": counts["hits"],
-            "misses": counts["misses"],
-            "hit_rate": round(counts["hits"] / lookups, 4) if lookups else None,
-            "stores": counts["stores"],
-            "evictions": counts["evictions"],
-            "expired": counts["expired"],
-            "not_cacheable": counts["not_cacheable"],
-            "errors": counts["errors"],
-            "local_hits": counts["hits"] - counts["redis_hits"],
-            "redis": self._shared_status(counts),
-        }
+        return 0, 0
 
-    def _shared_status(self, counts: Mapping[str, int]) -> dict[str, Any] | None:
-        """The shared tier's figures for this cache (None: this cache does not use it)."""
-        if self.shared is None:
-            return None
-        lookups = counts["redis_lookups"]
-        return {
-            **self.shared.cache_status(self.name),
-            "hits": counts["redis_hits"],
-            "misses": counts["redis_misses"],
-            "stores": counts["redis_stores"],
-            "refused": counts["redis_refused"],
-            "skipped": counts["redis_skipped"],
-            "mean_latency_ms": round(counts["redis_us"] / lookups / 1000, 3) if lookups else None,
-        }
+    def status(self) -> dict[str, Any]:
+        """Figures of this cache (all processes) in both tiers (`status.cache_figures`)."""
+        from freqtrade_opt_plugin.cache.status import cache_figures
+
+        return cache_figures(self)
 
 
 def _describe(exc: BaseException) -> str:
@@ -537,58 +490,6 @@ def _describe(exc: BaseException) -> str:
         return "locked by another process beyond the timeout"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
-
-
-class _StatsConnection:
-    def __init__(self, directory: Path, timeout: float) -> None:
-        self._con = sqlite3.connect(str(directory / STATS_FILE), timeout=timeout,
-                                    isolation_level=None)
-
-    def __enter__(self) -> sqlite3.Connection:
-        con = self._con
-        con.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER)")
-        con.execute("BEGIN IMMEDIATE")
-        return con
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self._con.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._con.close()
-
-
-def _stats_connection(directory: Path, timeout: float) -> _StatsConnection:
-    return _StatsConnection(directory, timeout)
-
-
-def _remove_cache_files(directory: Path) -> int:
-    """Delete what diskcache and this module create in `directory` (nothing else)."""
-    removed = 0
-    if not directory.is_dir():
-        return 0
-    for entry in directory.iterdir():
-        try:
-            if entry.is_file() and _KNOWN_FILES.fullmatch(entry.name):
-                entry.unlink()
-            elif entry.is_dir() and re.fullmatch(r"[0-9a-f]{2}", entry.name):
-                for sub in entry.iterdir():
-                    if sub.is_dir() and re.fullmatch(r"[0-9a-f]{2}", sub.name):
-                        for value in sub.iterdir():
-                            if re.fullmatch(r"[0-9a-f]{28}\.val", value.name):
-                                value.unlink()
-                                removed += 1
-                        _rmdir_if_empty(sub)
-                _rmdir_if_empty(entry)
-        except OSError as exc:
-            logger.warning("freqtrade-opt cache: could not remove %s: %s", entry, exc)
-    return removed
-
-
-def _rmdir_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 # -- the process-wide registry -----------------------------------------------------------------

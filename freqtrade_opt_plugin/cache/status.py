@@ -4,10 +4,57 @@ recommendations naming the setting to change."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freqtrade_opt_plugin.cache.redis_tier import RedisTier
 from freqtrade_opt_plugin.cache.settings import ENV_PREFIX
+
+
+if TYPE_CHECKING:
+    from freqtrade_opt_plugin.cache.caches import SpecializedCache
+
+
+def cache_figures(cache: SpecializedCache) -> dict[str, Any]:
+    """Figures of one cache (every process's counts): entries, size, hits by tier, misses,
+    evictions..., and the shared tier's (None when this cache does not use it)."""
+    entries, volume = cache.size()
+    counts = cache.counters()
+    lookups = counts["hits"] + counts["misses"]
+    return {
+        "name": cache.name,
+        "directory": str(cache.directory),
+        "enabled": cache.enabled,
+        "bypassed": cache.bypassed,
+        "entries": entries,
+        "size_mb": round(volume / 2**20, 3),
+        "limit_mb": round(cache.size_limit / 2**20, 3),
+        "ttl_seconds": cache.ttl,
+        "hits": counts["hits"],
+        "misses": counts["misses"],
+        "hit_rate": round(counts["hits"] / lookups, 4) if lookups else None,
+        "stores": counts["stores"],
+        "evictions": counts["evictions"],
+        "expired": counts["expired"],
+        "not_cacheable": counts["not_cacheable"],
+        "errors": counts["errors"],
+        "local_hits": counts["hits"] - counts["redis_hits"],
+        "redis": _shared_figures(cache, counts),
+    }
+
+
+def _shared_figures(cache: SpecializedCache, counts: Mapping[str, int]) -> dict[str, Any] | None:
+    if cache.shared is None:
+        return None
+    lookups = counts["redis_lookups"]
+    return {
+        **cache.shared.cache_status(cache.name),
+        "hits": counts["redis_hits"],
+        "misses": counts["redis_misses"],
+        "stores": counts["redis_stores"],
+        "refused": counts["redis_refused"],
+        "skipped": counts["redis_skipped"],
+        "mean_latency_ms": round(counts["redis_us"] / lookups / 1000, 3) if lookups else None,
+    }
 
 
 def cache_status(caches: Mapping[str, Mapping[str, Any]], tier: RedisTier | None
