@@ -332,6 +332,22 @@ def test_tls_and_a_password(cache_dir, tmp_path, monkeypatch, plugin_warnings, c
         server.stop()
 
 
+def test_config_section_and_namespaces_keep_teams_apart(redis_server, cache_dir, tmp_path,
+                                                        monkeypatch, plugin_warnings):
+    redis_server.reset()
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_DIR", str(tmp_path / "a"))
+    caches.configure({"redis_url": redis_server.url, "redis_namespace": "team-a"})
+    assert get_cache("analysis").set("k", 1)
+    assert redis_server.client().exists(rkey("analysis", "k", namespace="team-a"))
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_DIR", str(tmp_path / "b"))
+    caches.configure({"redis_url": redis_server.url, "redis_namespace": "team-b"})
+    assert get_cache("analysis").get("k") is MISSING
+    caches.configure({"redis_url": redis_server.url, "redis_namespace": "team a!"})
+    assert caches.get_settings().redis_namespace == "default"
+    warnings = plugin_warnings()
+    assert len(warnings) == 1 and "redis_namespace'='team a!' is invalid" in warnings[0], warnings
+
+
 def test_url_checks_and_redaction():
     assert check_url("redis://127.0.0.1:6379", False) is None
     assert check_url("redis://localhost", False) is None
