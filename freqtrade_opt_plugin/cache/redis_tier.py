@@ -299,10 +299,10 @@ class RedisTier:
                 lock = client.lock(lkey, timeout=self.lock_seconds, blocking=False)
                 if lock.acquire():
                     self._held[(cache, key)] = (lock, threading.get_ident())
-                    return found
-            elif not client.exists(lkey):
-                return found
-            found = self._wait(client, cache, key, lkey)
+                else:
+                    found = self._wait(client, cache, key, lkey)
+            elif client.exists(lkey):
+                found = self._wait(client, cache, key, lkey)
         except Exception as exc:  # noqa: BLE001
             self._failed("lock", exc)
         found.seconds = time.perf_counter() - start
