@@ -226,7 +226,7 @@ def test_a_paused_server_is_a_bounded_wait(redis_url, redis_server, tmp_path, mo
     assert cache.set("k", 1)
     machine(tmp_path / "b", monkeypatch, redis_timeout_seconds=0.3)
     cache = get_cache("ohlcv")
-    redis_server.client().execute_command("CLIENT", "PAUSE", 3000, "ALL")
+    redis_server.client().execute_command("CLIENT", "PAUSE", 1500, "ALL")
     start = time.monotonic()
     assert cache.get("k") is MISSING  # Redis does not answer in time: computed locally
     assert cache.set("k", 1) and cache.get("k") == 1
