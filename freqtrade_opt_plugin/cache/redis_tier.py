@@ -241,14 +241,16 @@ class RedisTier:
         if not self.available:
             return found
         rkey = self.entry_key(cache, key)
-        start = time.perf_counter()
+        start = 0.0
         try:
-            data = self._connection().get(rkey)
+            client = self._connection()  # (imports redis-py once: not network time)
+            start = time.perf_counter()
+            data = client.get(rkey)
         except Exception as exc:  # noqa: BLE001 - any failure: the local tier goes on
             self._failed("read", exc)
             return found
         finally:
-            found.seconds = time.perf_counter() - start
+            found.seconds = time.perf_counter() - start if start else 0.0
         if data is not None:
             self._take(rkey, data, found)
         return found
@@ -295,6 +297,7 @@ class RedisTier:
         start = time.perf_counter()
         try:
             client = self._connection()
+            start = time.perf_counter()
             if not self.read_only:
                 lock = client.lock(lkey, timeout=self.lock_seconds, blocking=False)
                 if lock.acquire():
