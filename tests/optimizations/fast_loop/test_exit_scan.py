@@ -201,7 +201,8 @@ def exit_configs(draw) -> dict[str, Any]:
     tsp = draw(st.none() | st.sampled_from([0.001, 0.005, 0.01, 0.02]) | st.floats(0.0005, 0.1))
     return dict(
         minimal_roi=roi,
-        stoploss=draw(st.sampled_from([-0.01, -0.02, -0.05, -0.1, -0.99]) | st.floats(-0.99, -0.01)),
+        stoploss=draw(
+            st.sampled_from([-0.01, -0.02, -0.05, -0.1, -0.99]) | st.floats(-0.99, -0.01)),
         trailing_stop=draw(st.booleans()),
         trailing_stop_positive=tsp,
         trailing_stop_positive_offset=draw(st.sampled_from([0.0, 0.005, 0.01, 0.03])),
