@@ -371,6 +371,27 @@ def test_exact_stop_price_and_roi_step_boundary(backtesting, exit_settings):
     assert compare(backtesting, rows, stoploss=-0.05)[0] == 20
 
 
+def test_short_exact_stop_and_off_grid_roi(backtesting, exit_settings):
+    """A high exactly on a short's stop exits; an ROI off the 8-decimal grid (profit is rounded
+    to 8 decimals, so the exact close rate for the ROI already exits) is not skipped."""
+    exit_settings(minimal_roi={0: 0.5}, stoploss=-0.05, use_exit_signal=False)
+    rows = flat_rows(30)
+    probe = make_trade(rows, stoploss=-0.05, short=True, leverage=2.0)
+    rows[20][2] = probe.stop_loss
+    assert compare(backtesting, rows, stoploss=-0.05, short=True, leverage=2.0)[0] == 20
+    for short in (False, True):
+        roi = 0.012345678912
+        exit_settings(minimal_roi={0: roi}, stoploss=-0.05, use_exit_signal=False)
+        rows = flat_rows(30)
+        probe = make_trade(rows, stoploss=-0.05, short=short)
+        target = probe.calc_close_rate_for_roi(roi)
+        fires = [p for p in (target * (1 + d * 1e-10) for d in range(-40, 41))
+                 if probe.calc_profit_ratio(p) > roi]
+        assert fires
+        rows[25][3 if short else 2] = max(fires) if short else min(fires)
+        assert compare(backtesting, rows, stoploss=-0.05, short=short)[0] == 25
+
+
 def test_last_row_exit_signal_and_broken_rows_are_not_skipped(backtesting, exit_settings):
     exit_settings(minimal_roi={0: 0.5}, stoploss=-0.5, use_exit_signal=True)
     rows = flat_rows(50)
