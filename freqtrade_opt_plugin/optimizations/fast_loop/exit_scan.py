@@ -78,6 +78,12 @@ _STRATEGY_INTERNALS = (
 )
 
 
+_SETTINGS = (
+    "roi_keys", "roi_values", "stoploss", "trailing_stop", "trailing_stop_positive",
+    "trailing_stop_positive_offset", "trailing_only_offset_is_reached", "use_exit_signal",
+)
+
+
 def live_fingerprints() -> dict[str, str | None]:
     """Fingerprint of each `FINGERPRINTS` target in the installed Freqtrade (None: not found).
 
@@ -208,6 +214,7 @@ class ExitScanner:
     trailing_only_offset_is_reached: bool
     use_exit_signal: bool
     funding_fee_us: int | None = None  # futures: funding rows are never skipped
+    strategy: Any = field(default=None, repr=False, compare=False)
     _roi_cache: dict = field(default_factory=dict, repr=False)
 
     # -- construction -----------------------------------------------------------------------
@@ -278,7 +285,17 @@ class ExitScanner:
             trailing_stop_positive_offset=offset,
             trailing_only_offset_is_reached=bool(strategy.trailing_only_offset_is_reached),
             use_exit_signal=use_exit_signal,
+            strategy=strategy,
         ), ""
+
+    def settings_changed(self) -> bool:
+        """True when the strategy's exit settings differ from those this scanner was built on
+        (e.g. changed by a callback mid-run): quiet windows computed before are then void."""
+        if self.strategy is None:
+            return False
+        rebuilt, _ = type(self).from_strategy(self.strategy)
+        return rebuilt is None or any(
+            getattr(rebuilt, name) != getattr(self, name) for name in _SETTINGS)
 
     # -- per-trade bounds ---------------------------------------------------------------------
 

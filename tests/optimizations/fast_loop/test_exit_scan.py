@@ -36,7 +36,7 @@ PAIR = "BTC/USDT"
 EXIT_SETTINGS = (
     "minimal_roi", "stoploss", "trailing_stop", "trailing_stop_positive",
     "trailing_stop_positive_offset", "trailing_only_offset_is_reached", "use_exit_signal",
-    "exit_profit_only", "exit_profit_offset", "ignore_roi_if_entry_signal",
+    "exit_profit_only", "exit_profit_offset", "ignore_roi_if_entry_signal", "use_custom_stoploss",
 )
 TRADE_FIELDS = (
     "max_rate", "min_rate", "stop_loss", "stop_loss_pct", "initial_stop_loss",
@@ -498,3 +498,15 @@ def test_bad_rows_get_a_clear_error():
 def test_fingerprints_match_the_installed_freqtrade():
     assert len(FINGERPRINTS) >= 15
     assert fingerprint_mismatches() == []
+
+
+def test_settings_changed_detects_a_mid_run_change(backtesting, exit_settings):
+    exit_settings(minimal_roi={0: 0.04}, stoploss=-0.1)
+    scanner = ExitScanner.for_run(backtesting)
+    assert not scanner.settings_changed()
+    backtesting.strategy.minimal_roi = {0: 0.03}
+    assert scanner.settings_changed()
+    exit_settings(minimal_roi={0: 0.04}, stoploss=-0.1, trailing_stop=True)
+    assert scanner.settings_changed()
+    exit_settings(minimal_roi={0: 0.04}, stoploss=-0.1, use_custom_stoploss=True)
+    assert scanner.settings_changed()  # now unsupported
