@@ -510,3 +510,24 @@ def test_settings_changed_detects_a_mid_run_change(backtesting, exit_settings):
     assert scanner.settings_changed()
     exit_settings(minimal_roi={0: 0.04}, stoploss=-0.1, use_custom_stoploss=True)
     assert scanner.settings_changed()  # now unsupported
+
+
+def test_one_minute_candles_with_minute_roi_steps(backtesting, exit_settings):
+    """1m rows (UNITTEST_BTC-1m) against an ROI table stepping every few minutes: each row
+    sits on a step boundary, the float duration lookup has no slack."""
+    frame = pd.read_feather(DATA / "UNITTEST_BTC-1m.feather")
+    rows = [row(d, o, h, lo, c, exit_=float(i % 53 == 0))
+            for i, (d, o, h, lo, c) in enumerate(zip(frame["date"], frame["open"], frame["high"],
+                                                      frame["low"], frame["close"], strict=True))]
+    exits = skipped = 0
+    for use_exit_signal in (False, True):
+        exit_settings(minimal_roi={0: 0.02, 1: 0.015, 3: 0.01, 7: 0.004, 13: 0.0, 31: -0.002},
+                      stoploss=-0.03, use_exit_signal=use_exit_signal)
+        for short in (False, True):
+            for start in range(0, len(rows) - 1, 701):
+                window = rows[start:start + 120]
+                exit_row, quiet = compare(backtesting, window, stoploss=-0.03, short=short,
+                                          open_rate=window[0][1] * 1.0003)
+                exits += exit_row is not None
+                skipped += quiet
+    assert exits > 40 and skipped > 200
