@@ -33,6 +33,7 @@ import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import import_module
 from typing import Any
 
@@ -89,15 +90,17 @@ def live_fingerprints() -> dict[str, str | None]:
 
     Read from the module's source file, so a patched (routed) attribute does not hide a change.
     """
+    sources: dict[str, str | None] = {}
     found: dict[str, str | None] = {}
     for target in FINGERPRINTS:
         module_name, _, qualname = target.partition(":")
-        try:
-            source = inspect.getsource(import_module(module_name))
-        except (ImportError, OSError, TypeError):
-            found[target] = None
-            continue
-        definition = find_definition(source, qualname)
+        if module_name not in sources:
+            try:
+                sources[module_name] = inspect.getsource(import_module(module_name))
+            except (ImportError, OSError, TypeError):
+                sources[module_name] = None
+        source = sources[module_name]
+        definition = None if source is None else find_definition(source, qualname)
         found[target] = None if definition is None else fingerprint_source(definition)
     return found
 
@@ -106,6 +109,11 @@ def fingerprint_mismatches() -> list[str]:
     """Targets whose installed source differs from the reviewed one (empty: guard passes)."""
     live = live_fingerprints()
     return [t for t, fp in FINGERPRINTS.items() if live.get(t) != fp]
+
+
+@cache
+def _cached_mismatches() -> tuple[str, ...]:
+    return tuple(fingerprint_mismatches())
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,9 @@ class ExitScanner:
         """``(scanner, "")`` or ``(None, reason)`` for `backtesting`'s current strategy."""
         from freqtrade.enums import TradingMode
 
+        if bad := _cached_mismatches():
+            names = ", ".join(t.rpartition(":")[2] for t in bad)
+            return None, f"unverified Freqtrade source ({names})"
         if getattr(backtesting, "timeframe_detail", ""):
             return None, "timeframe-detail is set (rows are detail candles)"
         mode = getattr(backtesting, "trading_mode", None)

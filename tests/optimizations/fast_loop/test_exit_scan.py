@@ -495,9 +495,16 @@ def test_bad_rows_get_a_clear_error():
         PairArrays.from_rows([row(pd.Timestamp("2024-01-01"), 1.0, 1.0, 1.0, 1.0)])
 
 
-def test_fingerprints_match_the_installed_freqtrade():
+def test_fingerprints_match_the_installed_freqtrade(backtesting, monkeypatch):
+    from freqtrade_opt_plugin.optimizations.fast_loop import exit_scan
+
     assert len(FINGERPRINTS) >= 15
     assert fingerprint_mismatches() == []
+    monkeypatch.setitem(exit_scan.FINGERPRINTS, next(iter(FINGERPRINTS)), "0" * 16)
+    assert fingerprint_mismatches() == [next(iter(FINGERPRINTS))]
+    monkeypatch.setattr(exit_scan, "_cached_mismatches", lambda: ("m:Backtesting.x",))
+    scanner, reason = ExitScanner.build(backtesting)
+    assert scanner is None and "unverified Freqtrade source (Backtesting.x)" in reason
 
 
 def test_settings_changed_detects_a_mid_run_change(backtesting, exit_settings):
