@@ -146,14 +146,17 @@ class PairArrays:
 
         open_, high = column(OPEN_IDX, "open"), column(HIGH_IDX, "high")
         low = column(LOW_IDX, "low")
-        try:
-            dates = pd.DatetimeIndex([r[DATE_IDX] for r in rows])
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"exit scan: date column is not a date: {err}") from None
-        if len(rows) and dates.tz is None:
+        if len(rows) and getattr(rows[0][DATE_IDX], "tzinfo", None) is None:
             raise ValueError("exit scan: row dates have no time zone (Freqtrade uses UTC)")
+        try:  # Timestamp.value: nanoseconds whatever the unit (fast path)
+            nanos = np.fromiter((r[DATE_IDX].value for r in rows), np.int64, len(rows))
+        except AttributeError:
+            try:
+                nanos = pd.DatetimeIndex([r[DATE_IDX] for r in rows]).as_unit("ns").asi8
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"exit scan: date column is not a date: {err}") from None
         # Timestamp.to_pydatetime() drops nanoseconds: floor to microseconds like it does.
-        timestamp_us = dates.as_unit("ns").asi8 // 1000
+        timestamp_us = nanos // 1000
         first = timestamp_us[0] if len(rows) else 0
         minutes = (timestamp_us - first) / 60e6
         with np.errstate(invalid="ignore"):

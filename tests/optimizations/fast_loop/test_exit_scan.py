@@ -538,3 +538,17 @@ def test_one_minute_candles_with_minute_roi_steps(backtesting, exit_settings):
                 exits += exit_row is not None
                 skipped += quiet
     assert exits > 40 and skipped > 200
+
+
+def test_pair_arrays_hold_the_rows_values(real_rows):
+    for rows in real_rows.values():
+        pair = PairArrays.from_rows(rows)
+        assert len(pair) == len(rows)
+        stamps = [r[0].to_pydatetime().timestamp() for r in rows]
+        assert (pair.timestamp_us / 1e6 == np.array(stamps)).all()
+        for k in (0, len(rows) // 2, len(rows) - 1):
+            assert (pair.open[k], pair.high[k], pair.low[k]) == tuple(rows[k][1:4])
+            assert pair.exit_long[k] == bool(rows[k][6]) and pair.exit_short[k] == bool(rows[k][8])
+    odd = [row(pd.Timestamp("2024-01-01 00:00:00.0000015", tz="UTC"), 1.0, 1.0, 1.0, 1.0)]
+    assert PairArrays.from_rows(odd).timestamp_us[0] == int(
+        odd[0][0].to_pydatetime(warn=False).timestamp() * 1e6)
