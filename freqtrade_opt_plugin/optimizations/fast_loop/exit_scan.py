@@ -228,6 +228,9 @@ class ExitScanner:
     strategy: Any = field(default=None, repr=False, compare=False)
     _roi_cache: dict = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        self._keys = np.asarray(self.roi_keys, dtype=np.float64)
+
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
@@ -447,18 +450,13 @@ class ExitScanner:
             # ROI: the smallest ROI over durations d-1 .. d+1 minutes (float-safe lookup).
             if self.roi_keys:
                 duration = np.floor(pair.minutes[start:stop] - open_minutes)
-                keys = np.asarray(self.roi_keys)
-                steps = [
-                    np.searchsorted(keys, duration + shift, side="right") - 1
-                    for shift in (-1.0, 0.0, 1.0)
-                ]
-                rates = bounds.roi_rates
+                around = np.concatenate((duration - 1.0, duration, duration + 1.0))
+                steps = np.searchsorted(self._keys, around, side="right") - 1
+                limits = bounds.roi_rates[steps].reshape(3, -1)
                 if short:
-                    limit = np.maximum.reduce([rates[s] for s in steps])
-                    quiet &= low >= limit
+                    quiet &= low >= limits.max(axis=0)
                 else:
-                    limit = np.minimum.reduce([rates[s] for s in steps])
-                    quiet &= high <= limit
+                    quiet &= high <= limits.min(axis=0)
             # Trailing stop: the candle bound cannot move the stop.
             if self.trailing_stop:
                 quiet &= (low >= bounds.trail_rate) if short else (high <= bounds.trail_rate)
