@@ -10,12 +10,13 @@ means an unverified Freqtrade release: the run is handed to Freqtrade's own loop
 
 from __future__ import annotations
 
+import ast
 import inspect
 from collections.abc import Mapping
 from functools import cache
 from importlib import import_module
 
-from freqtrade_opt_plugin.registry import find_definition, fingerprint_source
+from freqtrade_opt_plugin.registry import fingerprint_source
 
 
 _BT = "freqtrade.optimize.backtesting:Backtesting."
@@ -51,26 +52,53 @@ FINGERPRINTS: Mapping[str, str] = {
 }
 
 
-def live_fingerprint(target: str) -> str | None:
-    """Fingerprint of ``module:qualname`` in the installed source (None: not found)."""
-    module_name, _, qualname = target.partition(":")
+def _definitions(module_name: str) -> dict[str, str]:
+    """Source of every top-level function and class method of a module, by qualname."""
     try:
         source = inspect.getsource(import_module(module_name))
     except (ImportError, OSError, TypeError):
-        return None
-    definition = find_definition(source, qualname)
-    return None if definition is None else fingerprint_source(definition)
+        return {}
+    lines = source.splitlines(keepends=True)
+    found: dict[str, str] = {}
+
+    def add(node: ast.AST, qualname: str) -> None:
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        found[qualname] = "".join(lines[first - 1:node.end_lineno])
+
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            add(node, node.name)
+        elif isinstance(node, ast.ClassDef):
+            for child in node.body:
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    add(child, f"{node.name}.{child.name}")
+    return found
+
+
+def live_fingerprints() -> dict[str, str | None]:
+    """Fingerprint of each target in the installed source (None: not found); one parse per
+    module."""
+    modules: dict[str, dict[str, str]] = {}
+    result: dict[str, str | None] = {}
+    for target in FINGERPRINTS:
+        module_name, _, qualname = target.partition(":")
+        if module_name not in modules:
+            modules[module_name] = _definitions(module_name)
+        definition = modules[module_name].get(qualname)
+        result[target] = None if definition is None else fingerprint_source(definition)
+    return result
 
 
 @cache
 def mismatches() -> tuple[str, ...]:
     """Targets whose installed source differs from the verified one (empty: guard passes)."""
-    return tuple(t for t, fp in FINGERPRINTS.items() if live_fingerprint(t) != fp)
+    live = live_fingerprints()
+    return tuple(t for t, fp in FINGERPRINTS.items() if live[t] != fp)
 
 
 def _print_table() -> None:  # pragma: no cover - maintenance helper
-    for target in FINGERPRINTS:
-        print(f'    "{target}": "{live_fingerprint(target)}",')
+    for target, found in live_fingerprints().items():
+        print(f'    "{target}": "{found}",')
 
 
 if __name__ == "__main__":  # pragma: no cover
