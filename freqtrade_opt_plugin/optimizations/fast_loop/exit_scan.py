@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -280,8 +281,19 @@ class ExitScanner:
         use_exit_signal = bool(strategy.use_exit_signal)
         if use_exit_signal and kind.custom_exit is not IStrategy.custom_exit:
             return None, "custom_exit is defined and use_exit_signal is on"
+        raw = [*strategy.minimal_roi.items()] if isinstance(
+            getattr(strategy, "minimal_roi", None), dict) else None
+        numbers = [] if raw is None else [x for pair in raw for x in pair]
+        numbers += [getattr(strategy, "stoploss", None),
+                    getattr(strategy, "trailing_stop_positive_offset", None)]
+        if getattr(strategy, "trailing_stop_positive", None) is not None:
+            numbers.append(strategy.trailing_stop_positive)
+        if raw is None or not all(
+            isinstance(x, Real) and not isinstance(x, bool) for x in numbers
+        ):
+            return None, f"non-numeric ROI/stoploss/trailing settings: {numbers}"
         try:
-            roi = sorted((float(k), float(v)) for k, v in strategy.minimal_roi.items())
+            roi = sorted((float(k), float(v)) for k, v in raw)
             stoploss = float(strategy.stoploss)
             tsp = strategy.trailing_stop_positive
             tsp = None if tsp is None else float(tsp)

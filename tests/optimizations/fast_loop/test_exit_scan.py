@@ -486,6 +486,10 @@ def test_overridden_strategy_methods_and_run_modes_are_refused(backtesting, monk
     assert ExitScanner.build(backtesting)[0].funding_fee_us == 28800 * 10**6
     monkeypatch.setattr(strategy, "minimal_roi", {0: math.nan})
     assert "non-finite" in ExitScanner.build(backtesting)[1]
+    monkeypatch.setattr(strategy, "minimal_roi", {0: "0.04"})
+    assert "non-numeric" in ExitScanner.build(backtesting)[1]
+    monkeypatch.setattr(strategy, "minimal_roi", {0: np.float64(0.04), 30: 0})
+    assert ExitScanner.build(backtesting)[0].roi_values == (0.04, 0.0)
 
 
 def test_bad_rows_get_a_clear_error():
