@@ -117,7 +117,7 @@ class _Loop:
         self.end_date = end_date
         self.plan = plan
         self.names = [p.name for p in timeline.pairs]
-        self.index = {name: p.index for name, p in zip(self.names, timeline.pairs)}
+        self.index = {p.name: p.index for p in timeline.pairs}
         self.capturing = bool(bt._is_backtest_runmode)
         self.startup = bt.required_startup
         self.scanner = plan.scanner

@@ -58,7 +58,8 @@ class Plan:
     def describe(self) -> str:
         if not self.eligible:
             return f"not eligible: {self.reason}"
-        scan = "exit scan on" if self.scanner is not None else f"exit scan off ({self.scanner_reason})"
+        scan = ("exit scan on" if self.scanner is not None
+                else f"exit scan off ({self.scanner_reason})")
         calls = ", ".join(self.observed) if self.observed else "none"
         return f"eligible ({self.reason}); {scan}; user callbacks in the loop: {calls}"
 

@@ -54,8 +54,8 @@ class FastLoopPlain(IStrategy):
         return rng.random(len(dataframe)) < density
 
     def populate_entry_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe.loc[self._signal(dataframe, metadata, 1, "entry"), ["enter_long", "enter_tag"]] = (
-            1, "rnd")
+        entries = self._signal(dataframe, metadata, 1, "entry")
+        dataframe.loc[entries, ["enter_long", "enter_tag"]] = (1, "rnd")
         if self.can_short:
             dataframe.loc[self._signal(dataframe, metadata, 3, "short"),
                           ["enter_short", "enter_tag"]] = (1, "rnd_s")
