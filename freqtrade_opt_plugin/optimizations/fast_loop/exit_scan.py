@@ -28,19 +28,20 @@ internals) are refused by `ExitScanner.build` with a reason.
 
 from __future__ import annotations
 
-import bisect
-import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import import_module
 from numbers import Real
 from typing import Any
 
 import numpy as np
 
-from freqtrade_opt_plugin.registry import find_definition, fingerprint_source
+from freqtrade_opt_plugin.optimizations.fast_loop.exit_scan_guard import (
+    FINGERPRINTS,
+    _cached_mismatches,
+    fingerprint_mismatches,
+    live_fingerprints,
+)
 
 
 # Column positions of Freqtrade's row lists (freqtrade.optimize.backtesting.HEADERS).
@@ -51,29 +52,11 @@ _FIRST_CHUNK = 32
 _MAX_CHUNK = 1 << 14
 _SEARCH_STEPS = 40
 
-#: Source fingerprints (Freqtrade 2026.9) of every function whose behaviour the proof relies on.
-FINGERPRINTS: Mapping[str, str] = {
-    "freqtrade.optimize.backtesting:Backtesting._check_trade_exit": "d7591f1e2954162b",
-    "freqtrade.optimize.backtesting:Backtesting._run_funding_fees": "0cea1ad872bf8cc6",
-    "freqtrade.strategy.interface:IStrategy.should_exit": "dc6ff492c24a82f6",
-    "freqtrade.strategy.interface:IStrategy.ft_stoploss_adjust": "e6628c792f2fa202",
-    "freqtrade.strategy.interface:IStrategy.ft_stoploss_reached": "ac31ef34c67a6531",
-    "freqtrade.strategy.interface:IStrategy.min_roi_reached": "168358ad5d02d7c5",
-    "freqtrade.strategy.interface:IStrategy.min_roi_reached_entry": "c5ed9905f7e7acc2",
-    "freqtrade.strategy.interface:IStrategy.custom_exit": "dde438dae767ebf4",
-    "freqtrade.persistence.trade_model:LocalTrade.adjust_min_max_rates": "58122fd60737f16c",
-    "freqtrade.persistence.trade_model:LocalTrade.adjust_stop_loss": "f8610ecb91c9311c",
-    "freqtrade.persistence.trade_model:LocalTrade.__set_stop_loss": "5ad5b1d5be9de8a7",
-    "freqtrade.persistence.trade_model:LocalTrade.calc_profit_ratio": "986365121fc613b7",
-    "freqtrade.persistence.trade_model:LocalTrade.calc_close_trade_value": "02f0379b49fb2d24",
-    "freqtrade.persistence.trade_model:LocalTrade._calc_base_close": "af129a3dd6b2cac7",
-    "freqtrade.persistence.trade_model:LocalTrade.has_open_orders": "2a8e65b8b2c15423",
-    "freqtrade.exchange.exchange_utils:price_to_precision": "080ffc7e3cefdb26",
-    "freqtrade.optimize.backtesting:Backtesting._get_ohlcv_as_lists": "7cfe09a54391f56d",
-    "freqtrade.exchange.exchange_utils:__price_to_precision_significant_digits": "c77d42f5d25d85a8",
-}
-
 #: IStrategy methods a strategy must not override (the proof reads their exact code).
+__all__ = [
+    "FINGERPRINTS", "ExitScanner", "PairArrays", "fingerprint_mismatches", "live_fingerprints",
+]
+
 _STRATEGY_INTERNALS = (
     "should_exit", "ft_stoploss_adjust", "ft_stoploss_reached", "min_roi_reached",
     "min_roi_reached_entry",
@@ -84,37 +67,6 @@ _SETTINGS = (
     "roi_keys", "roi_values", "stoploss", "trailing_stop", "trailing_stop_positive",
     "trailing_stop_positive_offset", "trailing_only_offset_is_reached", "use_exit_signal",
 )
-
-
-def live_fingerprints() -> dict[str, str | None]:
-    """Fingerprint of each `FINGERPRINTS` target in the installed Freqtrade (None: not found).
-
-    Read from the module's source file, so a patched (routed) attribute does not hide a change.
-    """
-    sources: dict[str, str | None] = {}
-    found: dict[str, str | None] = {}
-    for target in FINGERPRINTS:
-        module_name, _, qualname = target.partition(":")
-        if module_name not in sources:
-            try:
-                sources[module_name] = inspect.getsource(import_module(module_name))
-            except (ImportError, OSError, TypeError):
-                sources[module_name] = None
-        source = sources[module_name]
-        definition = None if source is None else find_definition(source, qualname)
-        found[target] = None if definition is None else fingerprint_source(definition)
-    return found
-
-
-def fingerprint_mismatches() -> list[str]:
-    """Targets whose installed source differs from the reviewed one (empty: guard passes)."""
-    live = live_fingerprints()
-    return [t for t, fp in FINGERPRINTS.items() if live.get(t) != fp]
-
-
-@cache
-def _cached_mismatches() -> tuple[str, ...]:
-    return tuple(fingerprint_mismatches())
 
 
 @dataclass(frozen=True)
@@ -495,8 +447,3 @@ class ExitScanner:
         bottom = start + len(low) - 1 - int(np.argmin(low[::-1]))
         trade.max_rate = max(rows[top][HIGH_IDX], trade.max_rate or trade.open_rate)
         trade.min_rate = min(rows[bottom][LOW_IDX], trade.min_rate or trade.open_rate)
-
-
-def roi_step(keys: Sequence[float], duration: float) -> int:
-    """Index of Freqtrade's ROI entry for `duration` (largest key <= duration), -1 if none."""
-    return bisect.bisect_right(list(keys), duration) - 1
