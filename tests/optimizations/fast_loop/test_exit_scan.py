@@ -20,7 +20,7 @@ import pytest
 from freqtrade.enums import TradingMode
 from freqtrade.exchange.exchange_utils import ROUND_UP, price_to_precision
 from freqtrade.persistence.trade_model import LocalTrade
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from freqtrade_opt_plugin.optimizations.fast_loop.exit_scan import (
@@ -288,7 +288,9 @@ def test_generated_trades_match_the_exact_loop(backtesting, exit_settings, data)
     if data.draw(st.integers(0, 9)) == 0:  # a broken candle: NaN or zero prices
         k = data.draw(st.integers(0, len(rows) - 1))
         rows[k][data.draw(st.sampled_from([1, 2, 3]))] = data.draw(st.sampled_from([math.nan, 0.0]))
-    compare(backtesting, rows, **trade_args)
+    outcome, skipped = compare(backtesting, rows, **trade_args)
+    event("exit" if isinstance(outcome, int) else "error" if outcome else "no exit")
+    event("skipped candles" if skipped else "nothing skipped")
 
 
 # -- real data ------------------------------------------------------------------------------------
