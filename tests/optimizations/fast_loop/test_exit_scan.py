@@ -10,6 +10,7 @@ flag, exit reason, close date, exit orders), the exit row and reason.
 from __future__ import annotations
 
 import math
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,8 @@ def threshold_prices(trade: LocalTrade, config: dict[str, Any]) -> list[float]:
     return out
 
 
-@settings(max_examples=250, deadline=None,
+#: EXIT_SCAN_EXAMPLES=5000 for a deep run (CI: 250, ~10 s).
+@settings(max_examples=int(os.environ.get("EXIT_SCAN_EXAMPLES", "250")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_generated_trades_match_the_exact_loop(backtesting, exit_settings, data):
