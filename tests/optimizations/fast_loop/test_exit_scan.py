@@ -145,14 +145,20 @@ def run_exact(bt, trade: LocalTrade, rows: list, start: int) -> tuple[Any, list[
 
 def run_scanned(
     bt, scanner: ExitScanner, trade: LocalTrade, pair: PairArrays, rows: list, start: int,
-    exact_states: list[str],
+    exact_states: list[str], piecewise: bool = False,
 ) -> tuple[Any, int]:
-    """quiet_until + skip + the exact check; every state compared with the exact loop's."""
+    """quiet_until + skip + the exact check; every state compared with the exact loop's.
+    `piecewise`: skip candle by candle (the driver does when user callbacks may look)."""
     k, skipped = start, 0
     while k < len(rows):
         quiet = scanner.quiet_until(trade, pair, k)
         assert k <= quiet < len(rows)
-        scanner.skip(trade, pair, k, quiet)
+        if piecewise:
+            for i in range(k, quiet):
+                scanner.skip(trade, pair, i, i + 1)
+                assert state(trade) == exact_states[i - start], f"after skip of row {i}"
+        else:
+            scanner.skip(trade, pair, k, quiet)
         skipped += quiet - k
         if quiet > k:
             assert state(trade) == exact_states[quiet - 1 - start], f"after skip {k}..{quiet}"
@@ -168,7 +174,8 @@ def run_scanned(
     return None, skipped
 
 
-def compare(bt, rows: list, start: int = 0, **trade_args: Any) -> tuple[Any, int]:
+def compare(bt, rows: list, start: int = 0, piecewise: bool = False, **trade_args: Any
+            ) -> tuple[Any, int]:
     """Run both paths on twin trades; return (exit row or (row, error), skipped rows)."""
     scanner, reason = ExitScanner.build(bt)
     assert scanner is not None, reason
@@ -177,7 +184,8 @@ def compare(bt, rows: list, start: int = 0, **trade_args: Any) -> tuple[Any, int
     scanned_trade = make_trade(rows, open_row=start, **trade_args)
     assert state(exact_trade) == state(scanned_trade)
     exit_row, exact_states = run_exact(bt, exact_trade, rows, start)
-    scanned_row, skipped = run_scanned(bt, scanner, scanned_trade, pair, rows, start, exact_states)
+    scanned_row, skipped = run_scanned(bt, scanner, scanned_trade, pair, rows, start, exact_states,
+                                       piecewise)
     assert scanned_row == exit_row
     assert state(scanned_trade) == state(exact_trade)
     return exit_row, skipped
@@ -290,7 +298,7 @@ def test_generated_trades_match_the_exact_loop(backtesting, exit_settings, data)
     if data.draw(st.integers(0, 9)) == 0:  # a broken candle: NaN or zero prices
         k = data.draw(st.integers(0, len(rows) - 1))
         rows[k][data.draw(st.sampled_from([1, 2, 3]))] = data.draw(st.sampled_from([math.nan, 0.0]))
-    outcome, skipped = compare(backtesting, rows, **trade_args)
+    outcome, skipped = compare(backtesting, rows, piecewise=data.draw(st.booleans()), **trade_args)
     event("exit" if isinstance(outcome, int) else "error" if outcome else "no exit")
     event("skipped candles" if skipped else "nothing skipped")
 
