@@ -99,6 +99,32 @@ class FastLoopCallbacks(FastLoopPlain):
         if current_profit < -0.01 and int(current_time.timestamp()) % 5 == 0:
             return "custom"
         return None
+
+
+class FastLoopAdjust(FastLoopPlain):
+    """Position adjustment (DCA and partial exits), a custom stoploss and order callbacks."""
+
+    position_adjustment_enable = True
+    max_entry_position_adjustment = 2
+    use_custom_stoploss = True
+    seen: list = []
+
+    def adjust_trade_position(self, trade, current_time, current_rate, current_profit,
+                              min_stake, max_stake, current_entry_rate, current_exit_rate,
+                              current_entry_profit, current_exit_profit, **kwargs):
+        self.seen.append(("adjust", trade.pair, str(current_time), trade.nr_of_successful_entries))
+        if current_profit < -0.01 and trade.nr_of_successful_entries < 3:
+            return min(max_stake, trade.stake_amount / 2), "dca"
+        if current_profit > 0.008 and trade.nr_of_successful_exits == 0:
+            return -(trade.stake_amount / 3), "take_some"
+        return None
+
+    def custom_stoploss(self, pair, trade, current_time, current_rate, current_profit,
+                        after_fill, **kwargs):
+        return -0.03 if current_profit < 0.004 else -0.01
+
+    def order_filled(self, pair, trade, order, current_time, **kwargs):
+        self.seen.append(("filled", pair, str(current_time), order.ft_order_side))
 '''
 
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.optimizations.fast_loop.conftest import Bench
@@ -24,6 +24,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 DEEP = settings.get_profile("fast-loop-deep")
+#: CI: no shrinking (a failing case is printed as found; the deep profile shrinks).
+CI_PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
+
+
+def _phases() -> tuple[Phase, ...]:
+    return tuple(Phase) if settings.default.max_examples == DEEP.max_examples else CI_PHASES
 
 
 def _examples(default: int) -> int:
@@ -112,29 +118,48 @@ def apply(bench: Bench, knobs: dict[str, Any]) -> None:
     bt._is_backtest_runmode = knobs["backtest_runmode"]
 
 
-def check(bench: Bench, fast: Any, knobs: dict[str, Any]) -> None:
+def check(bench: Bench, fast: Any, knobs: dict[str, Any]) -> int:
+    """Compare both loops on one case; the number of trades."""
     from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
 
     apply(bench, knobs)
     assert eligibility.decide(bench.bt).eligible
-    bench.compare(fast)
+    stock, _ = bench.compare(fast)
+    return len(stock.result["results"])
 
 
 @settings(max_examples=_examples(14), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
 @given(knobs=case)
 def test_generated_cases_match_freqtrade(plain, fast, knobs):
     check(plain, fast, knobs)
 
 
 @settings(max_examples=_examples(4), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
 @given(knobs=case)
 def test_generated_cases_with_user_callbacks_match_freqtrade(callbacks, fast, knobs):
     """bot_loop_start, confirm_trade_entry and custom_exit read the DataProvider and the open
     trades: what they saw, call by call, is part of the comparison."""
     check(callbacks, fast, knobs)
-    assert callbacks.bt.strategy.seen  # the callbacks ran (and were compared)
+    assert callbacks.bt.strategy.seen  # bot_loop_start ran on every candle (and was compared)
+
+
+@pytest.fixture(scope="module")
+def adjusting(workspace):
+    return Bench(workspace, strategy="FastLoopAdjust")
+
+
+@settings(max_examples=_examples(3), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
+@given(knobs=case)
+def test_generated_cases_with_position_adjustment_match_freqtrade(adjusting, fast, knobs):
+    """adjust_trade_position (DCA, partial exits), custom_stoploss and order_filled."""
+    if check(adjusting, fast, knobs):
+        assert adjusting.bt.strategy.seen  # the callbacks ran (and were compared)
 
 
 BASE = {
@@ -181,24 +206,38 @@ def test_ineligible_runs_use_the_original_and_match(plain, fast, change, reason)
 
     apply(plain, BASE)
     bt = plain.bt
-    saved = bt.dynamic_pairlist, bt.timeframe_detail_td
+    saved = bt.dynamic_pairlist, bt.timeframe_detail_td, bt.timeframe_detail
     try:
         if change == "dynamic_pairlist":
             bt.dynamic_pairlist = True
         elif change == "detail":
-            bt.timeframe_detail_td = timedelta(0)  # keeps stock's loop shape: no detail rows
+            # 1m detail steps without detail data: Freqtrade loops them, no row is added
+            bt.timeframe_detail_td, bt.timeframe_detail = timedelta(minutes=1), "1m"
         else:
             bt.backtest_loop = bt.backtest_loop  # an instance attribute shadows the method
         plan = eligibility.decide(bt)
-        if change != "detail":
-            assert not plan.eligible and reason in plan.reason
+        assert not plan.eligible and reason in plan.reason
         runs = DECISIONS.runs["original"]
         plain.compare(fast)
-        if change != "detail":
-            assert DECISIONS.runs["original"] == runs + 1
+        assert DECISIONS.runs["original"] == runs + 1
     finally:
-        bt.dynamic_pairlist, bt.timeframe_detail_td = saved
+        bt.dynamic_pairlist, bt.timeframe_detail_td, bt.timeframe_detail = saved
         bt.__dict__.pop("backtest_loop", None)
+
+
+def test_futures_runs_are_not_eligible_yet(plain):
+    from freqtrade.enums import TradingMode
+
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    bt = plain.bt
+    saved = bt.trading_mode
+    try:
+        bt.trading_mode = TradingMode.FUTURES
+        plan = eligibility.decide(bt)
+        assert not plan.eligible and "trading mode futures" in plan.reason
+    finally:
+        bt.trading_mode = saved
 
 
 def test_a_changed_freqtrade_function_makes_runs_ineligible(plain, monkeypatch):
