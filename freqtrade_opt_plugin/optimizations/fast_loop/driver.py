@@ -131,8 +131,14 @@ class _Loop:
         self.order_pos: dict[str, int] = {}
         self.wallets_seen: Any = None
         self.nonzero: set[int] = set()
+        self.local_trade = _ft().LocalTrade
 
     # -- wallets ------------------------------------------------------------------------------
+
+    def _capture(self, now: datetime, currency: str, price: float) -> None:
+        """``Backtesting._capture_wallet`` for a backtest run mode (fingerprinted)."""
+        if total := self.bt.wallets.get_total(currency):
+            self.bt.wallet_captures.append((now, currency, price, total))
 
     def _refresh_nonzero(self) -> None:
         """Pairs whose base-currency wallet total is non-zero (their candles capture it)."""
@@ -254,8 +260,21 @@ class _Loop:
               ) -> None:
         self.order = None
         open_first = list(dict.fromkeys(opens))
+        pairs, index, quiet = self.tl.pairs, self.index, self.quiet
+        bulk = not self.per_candle_skip
+        open_pp = self.local_trade.bt_trades_open_pp
         for pos, name in enumerate(open_first):
-            self._visit(step, now, self.index[name], opens, pos, True)
+            j = index[name]
+            if bulk and (window := quiet.get(j)) is not None:
+                # fast path: a quiet trade whose skipped candles were applied at once
+                pair = pairs[j]
+                i = pair.row_at[step]
+                trades = open_pp.get(name)
+                if 0 <= i < window[1] and trades and len(trades) == 1 and trades[0] is window[0]:
+                    if self.capturing:
+                        self._capture(now, pair.base, pair.rows[i][OPEN_IDX])
+                    continue
+            self._visit(step, now, j, opens, pos, True)
         skip = set(open_first)
         names = self.names
         candidates = sorted({*(signals or ()), *self.nonzero})
@@ -272,7 +291,6 @@ class _Loop:
     def _visit(self, step: int, now: datetime, j: int, opens: list[str], pos: int | None,
                was_open: bool) -> bool:
         """One pair-candle in the generator's order; True when the wallets changed."""
-        bt = self.bt
         pair = self.tl.pairs[j]
         i = pair.row_at[step]
         if i < 0:
@@ -280,8 +298,8 @@ class _Loop:
         row = pair.rows[i]
         name = pair.name
         if self.capturing:
-            bt._capture_wallet(now, pair.base, row[OPEN_IDX])
-        trades = _ft().LocalTrade.bt_trades_open_pp.get(name)
+            self._capture(now, pair.base, row[OPEN_IDX])
+        trades = self.local_trade.bt_trades_open_pp.get(name)
         has_open = bool(trades)
         if was_open and not has_open:
             return False  # the generator skips a pair whose trades closed in this candle
