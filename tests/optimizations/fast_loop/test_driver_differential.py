@@ -265,3 +265,34 @@ def test_user_callbacks_are_listed_and_bot_loop_start_detected(plain, callbacks)
     assert eligibility.user_callbacks(callbacks.bt.strategy) == (
         "confirm_trade_entry", "custom_exit")
     assert not eligibility.default_bot_loop_start(callbacks.bt.strategy)
+
+
+def test_exit_scan_with_user_callbacks_applies_skips_candle_by_candle(callbacks, fast):
+    """confirm_trade_entry records every open trade's max_rate/min_rate: with user callbacks in
+    the loop, skipped candles are applied where Freqtrade would have applied them."""
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    knobs = {**BASE, "use_exit_signal": False, "trailing_stop": False, "max_open_trades": 3,
+             "entry": 0.05}
+    apply(callbacks, knobs)
+    plan = eligibility.decide(callbacks.bt)
+    assert plan.scanner is not None and plan.observed, plan.describe()
+    stock, _ = callbacks.compare(fast)
+    entries = [s for s in callbacks.bt.strategy.seen if s[0] == "entry" and s[-1]]
+    assert entries  # entries were confirmed while other trades were open (and compared)
+
+
+def test_unschedulable_data_runs_freqtrades_generator_exactly(plain, fast, monkeypatch):
+    from freqtrade_opt_plugin.optimizations.fast_loop import driver
+    from freqtrade_opt_plugin.optimizations.fast_loop.timeline import DataNotSupported
+
+    def refuse(*args, **kwargs):
+        raise DataNotSupported("test: unschedulable rows")
+
+    used = []
+    stock_loop = driver.stock_loop
+    monkeypatch.setattr(driver, "build_timeline", refuse)
+    monkeypatch.setattr(driver, "stock_loop", lambda *a: used.append(1) or stock_loop(*a))
+    apply(plain, BASE)
+    plain.compare(fast)
+    assert used == [1]
