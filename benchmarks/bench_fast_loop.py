@@ -3,6 +3,8 @@
     python benchmarks/bench_fast_loop.py            # 10 pairs x 90 days, 3 repetitions
     python benchmarks/bench_fast_loop.py --quick    # 3 pairs x 10 days
     python benchmarks/bench_fast_loop.py --profile  # also a cProfile of the fast loop
+    python benchmarks/bench_fast_loop.py --epoch    # as a hyperopt epoch: no wallet captures,
+                                                    # no progress bar
 
 Offline: generated candles and SampleStrategy through one real `Backtesting` (static markets),
 as ``backtest_one_strategy`` runs it. Each repetition runs, alternating, the original, the fast
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--epoch", action="store_true",
+                        help="run as hyperopt epochs do (no wallet captures, no progress)")
     args = parser.parse_args(argv)
     pairs = args.pairs or (3 if args.quick else 10)
     days = args.days or (10 if args.quick else 90)
@@ -127,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     bt, processed, start, end = build(pairs, days)
+    if args.epoch:
+        bt._is_backtest_runmode = False
+        bt.progress = None
     logging.disable(logging.INFO)
     ids = (bt.trade_id_counter, bt.order_id_counter)
     paths = runners(bt)
