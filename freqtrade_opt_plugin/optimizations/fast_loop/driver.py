@@ -53,7 +53,28 @@ def _ft() -> Any:
 
 def run_backtest(bt: Any, processed: dict, start_date: datetime, end_date: datetime,
                  plan: Plan) -> dict[str, Any]:
-    """``Backtesting.backtest`` for an eligible run: the same result and side effects."""
+    """``Backtesting.backtest`` for an eligible run: the same result and side effects.
+
+    If it raises, the engine state that outlives ``reset_backtest`` (trade and order id
+    counters, rejected signals, the DataProvider's slice date) is put back first, so the
+    Router's fallback run starts exactly where Freqtrade's own run would have.
+    """
+    saved = (bt.trade_id_counter, bt.order_id_counter,
+             {k: list(v) for k, v in getattr(bt, "rejected_dict", {}).items()},
+             bt.dataprovider._DataProvider__slice_date)
+    try:
+        return _run(bt, processed, start_date, end_date, plan)
+    except BaseException:
+        bt.trade_id_counter, bt.order_id_counter, rejected, slice_date = saved
+        if hasattr(bt, "rejected_dict"):
+            bt.rejected_dict.clear()
+            bt.rejected_dict.update(rejected)
+        bt.dataprovider._set_dataframe_max_date(slice_date)
+        raise
+
+
+def _run(bt: Any, processed: dict, start_date: datetime, end_date: datetime,
+         plan: Plan) -> dict[str, Any]:
     ft = _ft()
     bt.reset_backtest(bt.enable_protections)
     bt.wallets.update()

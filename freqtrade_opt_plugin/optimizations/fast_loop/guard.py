@@ -40,6 +40,7 @@ FINGERPRINTS: Mapping[str, str] = {
     _BT + "_set_progress_step": "7dc7d07085c4db32",
     "freqtrade.data.dataprovider:DataProvider._set_dataframe_max_index": "d488cbde2cda80be",
     "freqtrade.data.dataprovider:DataProvider._set_dataframe_max_date": "fa33d3f75014deb4",
+    "freqtrade.data.dataprovider:DataProvider.__init__": "b9f2baaa70d8a429",
     "freqtrade.data.dataprovider:DataProvider.clear_cache": "eed25c83e9cbb8d7",
     "freqtrade.strategy.interface:IStrategy.bot_loop_start": "5f0cef8513cb4244",
     "freqtrade.strategy.strategy_wrapper:strategy_safe_wrapper": "a567a2b4020a38b7",

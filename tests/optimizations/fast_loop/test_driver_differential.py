@@ -296,3 +296,21 @@ def test_unschedulable_data_runs_freqtrades_generator_exactly(plain, fast, monke
     apply(plain, BASE)
     plain.compare(fast)
     assert used == [1]
+
+
+def test_a_failing_fast_run_leaves_the_engine_state_it_found(plain, fast, monkeypatch):
+    """What outlives reset_backtest is put back before the error reaches the Router, so its
+    fallback run gives exactly Freqtrade's result (trade ids included)."""
+    from freqtrade_opt_plugin.optimizations.fast_loop import driver
+
+    def boom(*args):
+        raise RuntimeError("injected after the loop")
+
+    apply(plain, {**BASE, "entry": 1.0, "max_open_trades": 1, "export_signals": True})
+    monkeypatch.setattr(driver, "_finish", boom)
+    with pytest.raises(RuntimeError, match="injected"):
+        plain.run(fast)
+    bt = plain.bt
+    assert (bt.trade_id_counter, bt.order_id_counter) == plain.id_counters
+    assert bt.rejected_dict == {}
+    assert bt.dataprovider._DataProvider__slice_date is None
