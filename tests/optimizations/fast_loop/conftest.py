@@ -129,6 +129,12 @@ class FastLoopAdjust(FastLoopPlain):
 '''
 
 
+def stock_backtest() -> Any:
+    """Freqtrade's own ``Backtesting.backtest`` (below any Router installed on it)."""
+    from freqtrade.optimize.backtesting import Backtesting
+
+    return inspect.unwrap(Backtesting.backtest)
+
 @dataclass
 class Observed:
     """What one ``backtest`` call returned and left behind."""
