@@ -9,6 +9,7 @@ import platform
 from typing import Any
 
 from freqtrade_opt_plugin import __version__, _autoload, activation
+from freqtrade_opt_plugin.cluster.status import cluster_status
 from freqtrade_opt_plugin.settings import GlobalSettings
 
 
@@ -80,4 +81,5 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
         "problems": list(settings.problems) if settings else [],
         "plugin_errors": dict(errors),
         "optimizations": rows,
+        "cluster": cluster_status(config),
     }

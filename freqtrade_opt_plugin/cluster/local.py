@@ -117,8 +117,12 @@ class LocalCluster:
 
 
 def start_local_cluster(root: Path, n_workers: int, env: Mapping[str, str] | None = None,
-                        worker_env: Mapping[str, Mapping[str, str]] | None = None) -> LocalCluster:
-    """A scheduler plus `n_workers` single-thread workers (w1, w2, ...), ready to use."""
+                        worker_env: Mapping[str, Mapping[str, str]] | None = None,
+                        nanny: bool = False) -> LocalCluster:
+    """A scheduler plus `n_workers` single-thread workers (w1, w2, ...), ready to use.
+
+    With `nanny`, each worker process is watched by a nanny that restarts it if it dies.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(root, dict(os.environ if env is None else env))
@@ -126,7 +130,7 @@ def start_local_cluster(root: Path, n_workers: int, env: Mapping[str, str] | Non
         cluster.start_scheduler()
         for i in range(1, n_workers + 1):
             name = f"w{i}"
-            cluster.start_worker(name, (worker_env or {}).get(name))
+            cluster.start_worker(name, (worker_env or {}).get(name), nanny=nanny)
         cluster.wait_for_workers(n_workers)
     except BaseException:
         cluster.stop()

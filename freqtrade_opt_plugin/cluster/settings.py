@@ -73,7 +73,7 @@ def _str(path: Path | None) -> str | None:
 
 
 def load(config: Mapping[str, Any] | None = None) -> DaskSettings:
-    """Settings from the environment and ``config["freqtrade_opt"]["dask"]`` (bad values: logged)."""
+    """Settings from the environment and ``config["freqtrade_opt"]["dask"]`` (bad: logged)."""
     section: Any = {}
     if isinstance(config, Mapping):
         section = (config.get(CONFIG_KEY) or {})

@@ -81,6 +81,13 @@ def differences(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[s
     return out
 
 
+def worker_names(client: Any) -> dict[str, str]:
+    """address -> "name (address)" of every worker the scheduler knows."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return {address: f"'{info.get('name')}' ({address})" if info.get("name") not in (None, address)
+            else address for address, info in workers.items()}
+
+
 def check_workers(client: Any, modules: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Versions of every worker; ClusterError naming each worker that differs (or has none)."""
     modules = list(modules)
@@ -89,8 +96,10 @@ def check_workers(client: Any, modules: Iterable[str]) -> dict[str, dict[str, An
     if not found:
         raise ClusterError(f"the Dask cluster at {client.scheduler.address} has no workers; "
                            "start some with 'dask worker <scheduler> --nthreads 1'")
+    names = worker_names(client)
     problems = []
-    for worker, versions in sorted(found.items()):
+    for address, versions in sorted(found.items()):
+        worker = names.get(address, address)
         if isinstance(versions, BaseException):
             problems.append(f"worker {worker}: version check failed "
                             f"({type(versions).__name__}: {versions}); is freqtrade-opt-plugin "
