@@ -46,6 +46,7 @@ class ClusterBatches:
         self.context: Any = None
         self.run_id = uuid.uuid4().hex[:8]
         self.submitted = 0
+        self.completed = 0
         self.per_worker: dict[str, int] = {}
         self.seconds = 0.0
 
@@ -81,13 +82,14 @@ class ClusterBatches:
             raise self._lost(f"an epoch killed every worker it ran on ({exc})") from exc
         except (OSError, TimeoutError, CancelledError) as exc:
             raise self._lost(f"lost the scheduler {self.client.scheduler.address} "
-                             f"({type(exc).__name__}: {exc})") from exc
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
         self.seconds += time.perf_counter() - start
         results = []
         for item in done:
             for record in item["logs"]:
                 mp_logger.handle(record)
             self.per_worker[item["worker"]] = self.per_worker.get(item["worker"], 0) + 1
+            self.completed += 1
             results.append(item["result"])
         return results
 
@@ -103,7 +105,7 @@ class ClusterBatches:
 
             shipping.uninstall(self.client, self.context)
         if self.per_worker:
-            logger.info("freqtrade-opt: %d epochs on the cluster in %.1f s (%s)", self.submitted,
+            logger.info("freqtrade-opt: %d epochs on the cluster in %.1f s (%s)", self.completed,
                         self.seconds, ", ".join(f"{w}: {n}" for w, n in
                                                 sorted(self.per_worker.items())))
 

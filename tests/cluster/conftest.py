@@ -10,6 +10,7 @@ Every worker runs in its own directory and imports the `sitecustomize` below, wh
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from freqtrade_opt_plugin.offline.workspace import (
     Workspace,
     create_workspace,
     run_hyperopt,
+    sample_strategy_source,
     subprocess_env,
 )
 
@@ -54,9 +56,31 @@ if _fake:
 '''
 
 
+LOGGING_STRATEGY = "LoggingStrategy"
+LOG_LINE = "cluster test: entry signals computed in process"
+
+
+def _logging_strategy_source() -> str:
+    """Freqtrade's SampleStrategy that logs (INFO, own logger) each time an epoch runs it."""
+    source = sample_strategy_source().read_text()
+    head = "class SampleStrategy(IStrategy):"
+    entry = ("    def populate_entry_trend(self, dataframe: DataFrame, metadata: dict) "
+             "-> DataFrame:\n")
+    assert source.count(head) == 1 and source.count(entry) == 1, "template changed"
+    source = source.replace(head, f"class {LOGGING_STRATEGY}(IStrategy):")
+    source = source.replace(entry, entry + f"        logging.getLogger(__name__).info("
+                                           f"'{LOG_LINE} %d', os.getpid())\n")
+    return "import logging\nimport os\n" + source
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    return create_workspace(tmp_path_factory.mktemp("cluster-ws"), PAIRS, days=DAYS, seed=5)
+    """2 pairs x 7 days; the strategy is SampleStrategy logging from every epoch."""
+    created = create_workspace(tmp_path_factory.mktemp("cluster-ws"), PAIRS, days=DAYS, seed=5)
+    strategies = created.user_data / "strategies"
+    (strategies / "logging_strategy.py").write_text(_logging_strategy_source())
+    (strategies / "sample_strategy.py").unlink()  # one strategy per directory: no name clash
+    return replace(created, strategy=LOGGING_STRATEGY)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from freqtrade_opt_plugin.offline.compare import compare_hyperopt
 from freqtrade_opt_plugin.offline.workspace import HarnessError, run_hyperopt
-from tests.cluster.conftest import EPOCHS, JOBS, RANDOM_STATE, cluster_env
+from tests.cluster.conftest import EPOCHS, JOBS, LOG_LINE, RANDOM_STATE, cluster_env
 
 
 def _run(workspace, cluster, name, **kwargs):
@@ -43,11 +44,14 @@ def test_cluster_epochs_identical_to_local_and_data_never_read_by_path(
     log = run.log_path.read_text()
     assert "epochs run on the Dask cluster" in log
     assert f"{EPOCHS} epochs on the cluster" in log
-    # both workers evaluated epochs
     with cluster.client() as client:
-        addresses = list(_pids(client))
-        for address in addresses:
+        pids = _pids(client)
+        addresses = list(pids)
+        for address in addresses:  # both workers evaluated epochs
             assert f"{address}: " in log
+        # the strategy's log lines, written in the workers, reached the user's log
+        logged = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if LOG_LINE in line]
+        assert len(logged) >= EPOCHS and set(logged) == set(pids.values())
         # the workers cannot read the main process's data file: the epochs used their own copy
         data_file = workspace.user_data / "hyperopt_results" / "hyperopt_tickerdata.pkl"
         assert data_file.is_file()
@@ -111,3 +115,36 @@ def test_all_cores_batch_size_is_refused(workspace, cluster):
     with pytest.raises(HarnessError) as failure:
         run_hyperopt(workspace, cluster_env(cluster), epochs=2, jobs=-1, name="dask-all")
     assert "-j/--job-workers -1 is not allowed with a Dask cluster" in str(failure.value)
+
+
+# Last in this module: it ends the module's cluster (kills its scheduler).
+def test_lost_scheduler_is_a_clear_error_and_epochs_so_far_are_saved(
+        workspace, local_run, cluster):
+    own = cluster
+    results = workspace.user_data / "hyperopt_results"
+    before = set(results.glob("*.fthypt"))
+
+    def kill_scheduler_after_first_batch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            new = set(results.glob("*.fthypt")) - before
+            if new and len(next(iter(new)).read_text().splitlines()) >= JOBS:
+                own.scheduler.proc.kill()
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_scheduler_after_first_batch)
+    killer.start()
+    try:
+        with pytest.raises(HarnessError) as failure:
+            _run(workspace, own, "dask-lost")
+    finally:
+        killer.join()
+    message = str(failure.value)
+    assert f"lost the scheduler {own.address}" in message
+    (saved_file,) = set(results.glob("*.fthypt")) - before
+    assert f"saved in '{saved_file}'" in message
+    saved = [json.loads(line) for line in saved_file.read_text().splitlines()]
+    assert JOBS <= len(saved) < EPOCHS
+    verdict = compare_hyperopt(local_run.epochs[:len(saved)], saved)
+    assert verdict.identical, verdict.first_difference
