@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 from pydantic_settings import SettingsConfigDict
 
 from freqtrade_opt_plugin.settings import CONFIG_KEY, SafeSettings
@@ -30,27 +30,26 @@ class ClusterError(RuntimeError):
     """The cluster cannot run this hyperopt; the message says why and what to do."""
 
 
+def _address(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if not value.startswith(SCHEMES):
+        raise ValueError(f"accepted: an address like tcp://host:8786 ({', '.join(SCHEMES)})")
+    return value
+
+
 class DaskSettings(SafeSettings):
     """Where the cluster is and how to reach it."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
     config_path = f"{CONFIG_KEY}.{SECTION}"
 
-    scheduler: str | None = None
+    scheduler: Annotated[str | None, AfterValidator(_address)] = None
     timeout_seconds: float = Field(default=10.0, gt=0)
     tls_ca_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-
-    @field_validator("scheduler")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        if not value.startswith(SCHEMES):
-            raise ValueError(f"accepted: an address like tcp://host:8786 ({', '.join(SCHEMES)})")
-        return value
 
     @property
     def enabled(self) -> bool:
