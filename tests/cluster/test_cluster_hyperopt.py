@@ -12,7 +12,9 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from rich.console import Console
 
+from freqtrade_opt_plugin.cluster.status import cluster_status, print_cluster
 from freqtrade_opt_plugin.offline.compare import compare_hyperopt
 from freqtrade_opt_plugin.offline.workspace import HarnessError, run_hyperopt
 from tests.cluster.conftest import EPOCHS, JOBS, LOG_LINE, RANDOM_STATE, cluster_env
@@ -92,10 +94,23 @@ def test_killed_worker_epochs_rerun_elsewhere_results_identical(workspace, local
     cluster.wait_for_workers(2)  # the nanny restarted the killed worker
 
 
-def test_worker_with_other_plugin_version_is_named_and_refused(workspace, cluster, worker_env):
+def test_worker_with_other_plugin_version_is_named_and_refused(
+        workspace, cluster, worker_env, monkeypatch):
     stale = cluster.start_worker("stale", {"FTOPT_TEST_FAKE_PLUGIN_VERSION": "0.0.0+stale"})
     try:
         cluster.wait_for_workers(3)
+        # freqtrade-opt status shows it too
+        monkeypatch.setenv("FREQTRADE_OPT_DASK_SCHEDULER", cluster.address)
+        shown = cluster_status()
+        assert shown["error"] is None
+        rows = {w["name"]: w for w in shown["workers"]}
+        assert set(rows) == {"w1", "w2", "stale"}
+        assert all(w["threads"] == 1 for w in rows.values())
+        assert rows["w1"]["problems"] == [] and rows["w2"]["problems"] == []
+        assert rows["stale"]["versions"]["freqtrade-opt-plugin"] == "0.0.0+stale"
+        console = Console(record=True, width=300)
+        print_cluster(console, shown)
+        assert "no: freqtrade-opt-plugin 0.0.0+stale" in console.export_text()
         with pytest.raises(HarnessError) as failure:
             _run(workspace, cluster, "dask-stale")
         message = str(failure.value)
