@@ -114,3 +114,22 @@ def test_damaged_data_is_refused(tmp_path):
     context.payload = b"evil"
     with pytest.raises(ValueError, match="arrived damaged"):
         context.setup(types.SimpleNamespace(local_directory=str(tmp_path)))
+
+
+def test_start_wrapper_is_installed_and_undone_through_activation():
+    import subprocess
+
+    from freqtrade_opt_plugin.offline.workspace import subprocess_env
+
+    code = (
+        "import freqtrade.optimize.hyperopt.hyperopt as m\n"
+        "from freqtrade_opt_plugin import activation\n"
+        "original = m.Hyperopt.start.__wrapped__\n"
+        "assert getattr(m.Hyperopt.start, '__freqtrade_opt_cluster__', False)\n"
+        "activation.deactivate()\n"
+        "assert m.Hyperopt.start is original\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), text=True,
+                          capture_output=True, timeout=120, check=False)
+    assert done.stdout.strip().endswith("ok"), done.stderr[-2000:]
