@@ -54,7 +54,8 @@ def run_epoch(hyperopter_blob: bytes, digest: str, params: dict[str, Any]) -> di
     """Evaluate `params` with the pickled HyperOptimizer on this worker's data `digest`."""
     from distributed import get_worker
 
-    path = shipping.data_file(digest)
+    worker = get_worker()
+    path = shipping.data_file(digest, f"'{worker.name}' ({worker.address})")
     with _epoch_lock:
         hyperopter = cloudpickle.loads(hyperopter_blob)
         hyperopter.data_pickle_file = path
@@ -66,4 +67,4 @@ def run_epoch(hyperopter_blob: bytes, digest: str, params: dict[str, Any]) -> di
             result = hyperopter.generate_optimizer(params)
         finally:
             root.removeHandler(collector)
-    return {"result": result, "logs": collector.records, "worker": get_worker().address}
+    return {"result": result, "logs": collector.records, "worker": worker.address}

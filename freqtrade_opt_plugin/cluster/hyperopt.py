@@ -40,9 +40,10 @@ def _operational(message: str) -> Exception:
 class ClusterBatches:
     """Replaces ``Hyperopt.run_optimizer_parallel`` for one run: each batch on the cluster."""
 
-    def __init__(self, client: Any, hyperopt: Any) -> None:
+    def __init__(self, client: Any, hyperopt: Any, versions: dict[str, Any]) -> None:
         self.client = client
         self.hyperopt = hyperopt
+        self.versions = versions
         self.context: Any = None
         self.run_id = uuid.uuid4().hex[:8]
         self.submitted = 0
@@ -55,7 +56,13 @@ class ClusterBatches:
 
         if self.context is None:
             payload = self.hyperopt.data_pickle_file.read_bytes()
-            self.context = shipping.install(self.client, payload)
+            try:
+                self.context = shipping.install(self.client, payload, self.versions)
+            except (OSError, TimeoutError, CancelledError):
+                raise
+            except Exception as exc:
+                raise ClusterError(f"could not set the workers up with the data: "
+                                   f"{type(exc).__name__}: {exc}") from exc
             logger.info("freqtrade-opt: sent the preprocessed data (%.1f MB, sha256 %s) to the "
                         "cluster", len(payload) / 2**20, self.context.digest[:16])
         return self.context.digest
@@ -63,9 +70,11 @@ class ClusterBatches:
     def __call__(self, parallel: Any, asked: list[Any]) -> list[dict[str, Any]]:
         import cloudpickle
         from distributed import KilledWorker
+        from distributed.comm.core import CommClosedError
         from freqtrade.optimize.hyperopt.hyperopt_logger import logger as mp_logger
 
         from freqtrade_opt_plugin.cluster.epochs import run_epoch
+        from freqtrade_opt_plugin.cluster.shipping import WorkerMismatch
 
         start = time.perf_counter()
         try:
@@ -78,9 +87,16 @@ class ClusterBatches:
                     run_epoch, blob, digest, params, pure=False,
                     key=f"freqtrade-opt-epoch-{self.run_id}-{self.submitted}"))
             done = self.client.gather(futures)
+        except WorkerMismatch as exc:
+            raise self._lost(str(exc)) from exc
+        except ClusterError as exc:
+            raise self._lost(str(exc)) from exc
         except KilledWorker as exc:
             raise self._lost(f"an epoch killed every worker it ran on ({exc})") from exc
         except (OSError, TimeoutError, CancelledError) as exc:
+            if self.client.status == "running" and not isinstance(
+                    exc, CommClosedError | CancelledError):
+                raise  # the epoch's own error, raised as a local worker would
             raise self._lost(f"lost the scheduler {self.client.scheduler.address} "
                              f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
         self.seconds += time.perf_counter() - start
@@ -144,9 +160,10 @@ def run_on_cluster(hyperopt: Any, original: Any, settings: Any) -> Any:
     batches = None
     try:
         strategy_class = type(hyperopt.hyperopter.backtesting.strategy)
-        versions.check_workers(client, versions.by_reference_modules(strategy_class))
+        modules = versions.by_reference_modules(strategy_class)
+        versions.check_workers(client, modules)
         _describe(client, jobs)
-        batches = ClusterBatches(client, hyperopt)
+        batches = ClusterBatches(client, hyperopt, versions.local_versions(modules))
         hyperopt.run_optimizer_parallel = batches
         return original(hyperopt)
     except ClusterError as exc:

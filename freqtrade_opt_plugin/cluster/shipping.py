@@ -27,6 +27,11 @@ PREFIX = "freqtrade-opt-run-"
 _NOT_SHIPPED = ("FREQTRADE_OPT_STATE_DIR", "FREQTRADE_OPT_DASK_", "_FREQTRADE_OPT_USER_DATA_DIR")
 
 _files: dict[str, Path] = {}  # on a worker: digest -> local data file
+_mismatch: dict[str, list[str]] = {}  # on a worker: digest -> how it differs from the main
+
+
+class WorkerMismatch(RuntimeError):
+    """A worker is not fit for this run: other code than the main process's, or no data."""
 
 
 def digest_of(payload: bytes) -> str:
@@ -44,8 +49,10 @@ def plugin_settings_environ(environ: Mapping[str, str] | None = None) -> dict[st
 class RunContext(WorkerPlugin):
     """Sets a worker up for one run: writes the data file, applies the plugin's settings."""
 
-    def __init__(self, payload: bytes, environ: Mapping[str, str]) -> None:
+    def __init__(self, payload: bytes, environ: Mapping[str, str],
+                 versions: Mapping[str, Any] | None = None) -> None:
         self.digest = digest_of(payload)
+        self.versions = dict(versions or {})  # the main process's, for workers that join later
         self.name = PREFIX + self.digest[:16]
         self.payload: bytes | None = payload
         self.environ = dict(environ)
@@ -63,16 +70,24 @@ class RunContext(WorkerPlugin):
         self.path = path
         _files[self.digest] = path
         _apply_settings(self.environ)
+        if self.versions:
+            from freqtrade_opt_plugin.cluster import versions
+
+            found = versions.local_versions(self.versions.get("strategy modules", {}))
+            _mismatch[self.digest] = versions.differences(self.versions, found)
         logger.info("freqtrade-opt: run data %s ready at %s", self.digest[:16], path)
 
     def teardown(self, worker: Any) -> None:
         _files.pop(self.digest, None)
+        _mismatch.pop(self.digest, None)
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
 
 def _apply_settings(environ: Mapping[str, str]) -> None:
     """Use the main process's plugin settings on this worker (as loky workers inherit them)."""
+    if not environ:
+        return
     os.environ.update(environ)
     from freqtrade_opt_plugin import activation
     from freqtrade_opt_plugin.settings import CONFIG_KEY, section_from_environment
@@ -81,18 +96,24 @@ def _apply_settings(environ: Mapping[str, str]) -> None:
         activation.learn_config({CONFIG_KEY: section_from_environment()})
 
 
-def data_file(digest: str) -> Path:
-    """On a worker: the local file holding the data `digest` (set up by `RunContext`)."""
+def data_file(digest: str, worker: str = "this worker") -> Path:
+    """On a worker: the local file holding the data `digest` (set up by `RunContext`).
+
+    WorkerMismatch if this worker's versions differ from the main process's.
+    """
+    if _mismatch.get(digest):
+        raise WorkerMismatch(f"worker {worker} joined the run with other code than this "
+                             f"machine: {', '.join(_mismatch[digest])}")
     path = _files.get(digest)
     if path is None or not path.is_file():
-        raise FileNotFoundError(f"freqtrade-opt: this worker has no data {digest[:16]} for the "
-                                "run (its run plugin was not set up)")
+        raise WorkerMismatch(f"worker {worker} has no data {digest[:16]} for the run (its run "
+                             "plugin was not set up)")
     return path
 
 
-def install(client: Any, payload: bytes) -> RunContext:
+def install(client: Any, payload: bytes, versions: Mapping[str, Any]) -> RunContext:
     """Send `payload` (and the settings) to every worker, present and future."""
-    context = RunContext(payload, plugin_settings_environ())
+    context = RunContext(payload, plugin_settings_environ(), versions)
     client.register_plugin(context)
     return context
 

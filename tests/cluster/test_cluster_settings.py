@@ -91,13 +91,17 @@ def test_strategy_loaded_from_a_file_travels_by_value():
     assert versions.by_reference_modules(module.FromFile) == []
 
 
-def test_run_context_writes_the_data_once_and_removes_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("FREQTRADE_OPT_LEVEL", "standard")
-    monkeypatch.setenv("FREQTRADE_OPT_STATE_DIR", "/main/only")
+def test_settings_for_workers_leave_out_local_places():
+    shipped = shipping.plugin_settings_environ({
+        "FREQTRADE_OPT_LEVEL": "standard", "_FREQTRADE_OPT_CONFIG": "{}", "PATH": "/bin",
+        "FREQTRADE_OPT_STATE_DIR": "/main/only", "FREQTRADE_OPT_DASK_SCHEDULER": "tcp://h:1",
+        "_FREQTRADE_OPT_USER_DATA_DIR": "/main/user_data"})
+    assert shipped == {"FREQTRADE_OPT_LEVEL": "standard", "_FREQTRADE_OPT_CONFIG": "{}"}
+
+
+def test_run_context_writes_the_data_once_and_removes_it(tmp_path):
     payload = b"joblib bytes" * 1000
-    context = shipping.RunContext(payload, shipping.plugin_settings_environ())
-    assert context.environ.get("FREQTRADE_OPT_LEVEL") == "standard"
-    assert "FREQTRADE_OPT_STATE_DIR" not in context.environ
+    context = shipping.RunContext(payload, {})  # (settings: applied on real workers only)
     worker = types.SimpleNamespace(local_directory=str(tmp_path))
     context.setup(worker)
     path = shipping.data_file(context.digest)
@@ -105,8 +109,21 @@ def test_run_context_writes_the_data_once_and_removes_it(tmp_path, monkeypatch):
     assert context.payload is None  # the worker keeps the file, not the bytes
     context.teardown(worker)
     assert not path.exists()
-    with pytest.raises(FileNotFoundError, match=context.digest[:16]):
+    with pytest.raises(shipping.WorkerMismatch, match=context.digest[:16]):
         shipping.data_file(context.digest)
+
+
+def test_worker_joining_with_other_code_is_named(tmp_path, monkeypatch):
+    here = versions.local_versions()
+    context = shipping.RunContext(b"data", {}, {**here, "freqtrade": "1999.1"})
+    worker = types.SimpleNamespace(local_directory=str(tmp_path))
+    context.setup(worker)
+    try:
+        with pytest.raises(shipping.WorkerMismatch, match=r"worker 'late' \(tcp://x:1\) joined "
+                                                          r"the run with other code.*freqtrade"):
+            shipping.data_file(context.digest, "'late' (tcp://x:1)")
+    finally:
+        context.teardown(worker)
 
 
 def test_damaged_data_is_refused(tmp_path):
