@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import cloudpickle
@@ -57,6 +58,7 @@ def run_epoch(hyperopter_blob: bytes, digest: str, params: dict[str, Any]) -> di
     worker = get_worker()
     path = shipping.data_file(digest, f"'{worker.name}' ({worker.address})")
     with _epoch_lock:
+        start = time.perf_counter()
         hyperopter = cloudpickle.loads(hyperopter_blob)
         hyperopter.data_pickle_file = path
         _worker_logging(hyperopter.config.get("verbosity", 0))
@@ -67,4 +69,6 @@ def run_epoch(hyperopter_blob: bytes, digest: str, params: dict[str, Any]) -> di
             result = hyperopter.generate_optimizer(params)
         finally:
             root.removeHandler(collector)
-    return {"result": result, "logs": collector.records, "worker": worker.address}
+        seconds = time.perf_counter() - start
+    return {"result": result, "logs": collector.records, "worker": worker.address,
+            "seconds": seconds}
