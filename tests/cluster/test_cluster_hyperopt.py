@@ -66,12 +66,12 @@ def test_cluster_epochs_identical_to_local_and_data_never_read_by_path(
 
 def test_killed_worker_epochs_rerun_elsewhere_results_identical(workspace, local_run, cluster):
     killed: list[str] = []
+    finished = threading.Event()
 
     def kill_first_busy_worker() -> None:
         with cluster.client() as client:
             pids = _pids(client)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed:
+            while not finished.is_set() and not killed:
                 for address, keys in client.processing().items():
                     epochs = [k for k in keys if str(k).startswith("freqtrade-opt-epoch-")]
                     # mid-run: an epoch of the second batch is running on this worker
@@ -87,6 +87,7 @@ def test_killed_worker_epochs_rerun_elsewhere_results_identical(workspace, local
     try:
         run = _run(workspace, cluster, "dask-killed")
     finally:
+        finished.set()
         killer.join()
     assert killed, "no epoch of the second batch was seen running"
     verdict = compare_hyperopt(local_run, run)
