@@ -797,7 +797,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         common = dict(repeat=args.repeat, level=args.level, seed=args.seed, warmup=args.warmup,
                       state=args.state, keep=args.keep, min_speedup=args.min_speedup,
                       console=console)
-        if args.hyperopt:
+        if args.hyperopt and args.dask:  # loky vs a local Dask cluster (cluster/bench.py)
+            from freqtrade_opt_plugin.cluster.bench import run_cluster_bench
+
+            report = run_cluster_bench(
+                sizes, epochs=args.epochs, jobs=args.jobs, random_state=args.random_state,
+                spaces=args.spaces, loss=args.loss, marginal=not args.no_marginal, **common,
+            )
+        elif args.hyperopt:
             report = run_hyperopt_bench(
                 sizes, epochs=args.epochs, jobs=args.jobs, random_state=args.random_state,
                 spaces=args.spaces, loss=args.loss, marginal=not args.no_marginal, **common,
@@ -812,7 +819,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             console.print(f"[dim]partial results written to {write_json(partial, args.json)}[/]")
         return EXIT_FAILED
     console.print()
-    if args.hyperopt:
+    if args.hyperopt and args.dask:
+        from freqtrade_opt_plugin.cluster.bench import print_cluster_table
+
+        print_cluster_table(console, report)
+    elif args.hyperopt:
         print_hyperopt_table(console, report)
     else:
         print_backtest_table(console, report)
@@ -915,6 +926,10 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     hyperopt.add_argument(
         "--no-marginal", action="store_true",
         help="skip the 1-epoch runs that measure the start-up (no marginal epoch cost)",
+    )
+    hyperopt.add_argument(
+        "--dask", action="store_true",
+        help="-j loky vs a local Dask cluster of 2 single-thread workers (overhead per epoch)",
     )
     parser.set_defaults(func=cmd_bench)
     return parser

@@ -69,6 +69,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"[yellow]setting problem:[/] {problem}")
     for plugin, error in status["plugin_errors"].items():
         console.print(f"[red]plugin '{plugin}' failed:[/] {error}")
+    from freqtrade_opt_plugin.cluster.status import print_cluster
+
+    print_cluster(console, status.get("cluster", {}))
     return 0
 
 

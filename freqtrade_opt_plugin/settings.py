@@ -41,7 +41,7 @@ CONFIG_ENV = "_FREQTRADE_OPT_CONFIG"  # the config section, handed down to worke
 Source = Literal["default", "config", "env"]
 
 # Prefixes of variables that belong to other parts (besides GlobalSettings' own fields).
-RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_")
+RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_", "DASK_")
 
 #: Older switches of one optimization, kept as documented aliases of ``FREQTRADE_OPT_<NAME>``:
 #: env variable -> (optimization, key of the config section's ``cache`` object). As before they
@@ -180,7 +180,7 @@ def _config_section(section: Any, problems: list[str]) -> dict[str, Any]:
 def _load_globals(section: dict[str, Any], problems: list[str]):
     fields = GlobalSettings.model_fields
     config_globals = {k: v for k, v in section.items() if k in fields}
-    sections = ("optimizations", "cache")  # "cache" is read by freqtrade_opt_plugin.cache
+    sections = ("optimizations", "cache", "dask")  # read by .cache and .cluster
     for key in sorted(section.keys() - fields.keys() - set(sections)):
         problems.append(f"config '{CONFIG_KEY}.{key}' is not a setting; accepted: "
                         f"{', '.join([*fields, *sections])}")

@@ -9,6 +9,7 @@ import platform
 from typing import Any
 
 from freqtrade_opt_plugin import __version__, _autoload, activation
+from freqtrade_opt_plugin.cluster.status import cluster_status
 from freqtrade_opt_plugin.settings import GlobalSettings
 
 
@@ -24,7 +25,7 @@ def _freqtrade_version() -> str:
 
 def _details(opt: Any) -> dict[str, Any] | None:
     """An optimization's own state (``describe()`` of its module, e.g. fast_loop's guard)."""
-    module = importlib.import_module(opt.replacement.__module__)
+    module = importlib.import_module((opt.factory or opt.replacement).__module__)
     describe = getattr(module, "describe", None)
     if describe is None:
         return None
@@ -96,4 +97,5 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
         "problems": list(settings.problems) if settings else [],
         "plugin_errors": dict(errors),
         "optimizations": rows,
+        "cluster": cluster_status(config),
     }
