@@ -97,6 +97,33 @@ def mismatches() -> tuple[str, ...]:
     return tuple(t for t, fp in FINGERPRINTS.items() if live[t] != fp)
 
 
+def _is_freqtrades_own(obj: object, module_name: str, qualname: str) -> bool:
+    """`obj` (a class attribute, possibly behind Routers) is the function Freqtrade defines."""
+    func = inspect.unwrap(getattr(obj, "__func__", obj))  # classmethod/staticmethod, Routers
+    code = getattr(func, "__code__", None)
+    module = import_module(module_name)
+    return (code is not None and getattr(func, "__qualname__", None) == qualname
+            and code.co_filename == getattr(module, "__file__", None))
+
+
+def replaced() -> tuple[str, ...]:
+    """Guarded targets whose live binding is not Freqtrade's own function (e.g. a test's
+    ``mocker.patch`` of ``Backtesting.validate_row``): checked on every run, since such patches
+    come and go within one process."""
+    found = []
+    for target in FINGERPRINTS:
+        module_name, _, qualname = target.partition(":")
+        owner: object = import_module(module_name)
+        *path, name = qualname.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        live = (inspect.getattr_static(owner, name, None) if path
+                else getattr(owner, name, None))
+        if not _is_freqtrades_own(live, module_name, qualname):
+            found.append(target)
+    return tuple(found)
+
+
 def _print_table() -> None:  # pragma: no cover - maintenance helper
     for target, found in live_fingerprints().items():
         print(f'    "{target}": "{found}",')

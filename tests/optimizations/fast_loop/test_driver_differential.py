@@ -224,6 +224,24 @@ def test_ineligible_runs_use_the_original_and_match(plain, fast, change, reason)
         bt.__dict__.pop("backtest_loop", None)
 
 
+def test_a_method_patched_on_the_class_at_run_time_makes_the_run_ineligible(plain, fast):
+    """E.g. a test's ``mocker.patch.object(Backtesting, "validate_row", ...)``: the source on disk
+    is verified, but the live binding is not Freqtrade's function."""
+    from unittest import mock
+
+    from freqtrade.optimize.backtesting import Backtesting
+
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    apply(plain, BASE)
+    with mock.patch.object(Backtesting, "validate_row", autospec=True,
+                           side_effect=Backtesting.validate_row):
+        plan = eligibility.decide(plain.bt)
+        assert not plan.eligible and "replaced at run time: Backtesting.validate_row" in plan.reason
+        plain.compare(fast)
+    assert eligibility.decide(plain.bt).eligible
+
+
 def test_futures_runs_are_not_eligible_yet(plain):
     from freqtrade.enums import TradingMode
 
