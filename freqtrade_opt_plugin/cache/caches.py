@@ -65,6 +65,7 @@ EVICTION_POLICY = "least-recently-stored"
 REFRESH_INTERVAL = 5.0  # seconds between batched recency refreshes of entries read
 STATS_INTERVAL = 2.0  # seconds between flushes of this process's counters
 STATS_FILE = "stats.sqlite3"
+REFUSALS_SHOWN = 5  # reasons listed per cache by `status`
 MIN_FILE_SIZE = 2**15  # values from 32 KiB are files next to the database
 COUNTERS = ("hits", "misses", "stores", "evictions", "expired", "not_cacheable", "errors")
 _KNOWN_FILES = re.compile(r"cache\.db(-wal|-shm|-journal)?|stats\.sqlite3(-wal|-shm|-journal)?")
@@ -101,6 +102,7 @@ class SpecializedCache:
         self._pending_refresh: set[str] = set()
         self._last_refresh = time.monotonic()
         self._warned_corrupt = False
+        self._refusals: dict[str, int] = {}  # reason -> results not stored (unflushed)
 
     # -- opening and failing ------------------------------------------------------------------
     def _open(self) -> diskcache.Cache | None:
@@ -119,14 +121,15 @@ class SpecializedCache:
                 _ORPHANS.append(self._cache)
                 self._cache = None
             self._counts = dict.fromkeys(COUNTERS, 0)
+            self._refusals = {}
             self._pending_refresh.clear()
             self._pid = os.getpid()
         if self._cache is not None:
             return self._cache
         _register_exit_flush()
         try:
-            ensure_private_dir(self.directory.parent)
-            ensure_private_dir(self.directory)
+            for directory in _private_ancestors(self.directory):
+                ensure_private_dir(directory)
             self._cache = diskcache.Cache(
                 str(self.directory),
                 timeout=self.timeout,
@@ -179,6 +182,7 @@ class SpecializedCache:
         """Add this process's counters to the shared stats file (best effort)."""
         with self._lock:
             pending = {k: v for k, v in self._counts.items() if v}
+            refusals = dict(self._refusals)
             self._last_stats_flush = time.monotonic()
             if not pending or not self.directory.is_dir():
                 return
@@ -189,11 +193,20 @@ class SpecializedCache:
                         "DO UPDATE SET value = value + excluded.value",
                         list(pending.items()),
                     )
+                    con.executemany(
+                        "INSERT INTO refusals(reason, count) VALUES (?, ?) ON CONFLICT(reason) "
+                        "DO UPDATE SET count = count + excluded.count",
+                        list(refusals.items()),
+                    )
             except (sqlite3.Error, OSError) as exc:
                 logger.debug("cache '%s': stats not flushed: %s", self.name, exc)
                 return
             for key, value in pending.items():
                 self._counts[key] -= value
+            for reason, count in refusals.items():
+                self._refusals[reason] -= count
+                if not self._refusals[reason]:
+                    del self._refusals[reason]
 
     def counters(self) -> dict[str, int]:
         """Totals of every process (the stats file) plus this process's unflushed counts."""
@@ -285,6 +298,28 @@ class SpecializedCache:
             return False
         return True
 
+    def refuse(self, reason: str) -> None:
+        """Count a result that is not stored because it may not be reused (`reason` says why;
+        the latest reasons are kept in the stats file and listed by ``cache status``)."""
+        self._count("not_cacheable")
+        with self._lock:
+            self._refusals[reason] = self._refusals.get(reason, 0) + 1
+
+    def refusals(self) -> list[tuple[str, int]]:
+        """(reason, count) of the results not stored, all processes, most frequent first."""
+        found: dict[str, int] = {}
+        if (self.directory / STATS_FILE).is_file():
+            try:
+                with _stats_connection(self.directory, self.timeout) as con:
+                    for reason, count in con.execute("SELECT reason, count FROM refusals"):
+                        found[str(reason)] = int(count)
+            except (sqlite3.Error, OSError) as exc:
+                logger.debug("cache '%s': stats unreadable: %s", self.name, exc)
+        with self._lock:
+            for reason, count in self._refusals.items():
+                found[reason] = found.get(reason, 0) + count
+        return sorted(found.items(), key=lambda item: (-item[1], item[0]))
+
     def skip(self, reason: str) -> None:
         """Count a result the caller chose not to store (e.g. over its size budget)."""
         self._count("not_cacheable")
@@ -339,6 +374,7 @@ class SpecializedCache:
         """
         with self._lock:
             self._counts = dict.fromkeys(COUNTERS, 0)
+            self._refusals = {}
             self._pending_refresh.clear()
         removed = 0
         if not self.directory.is_dir() and self._cache is None:
@@ -420,6 +456,8 @@ class SpecializedCache:
             "expired": counts["expired"],
             "not_cacheable": counts["not_cacheable"],
             "errors": counts["errors"],
+            "refusals": [{"reason": reason, "count": count}
+                         for reason, count in self.refusals()[:REFUSALS_SHOWN]],
         }
 
 
@@ -438,6 +476,7 @@ class _StatsConnection:
     def __enter__(self) -> sqlite3.Connection:
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER)")
+        con.execute("CREATE TABLE IF NOT EXISTS refusals (reason TEXT PRIMARY KEY, count INTEGER)")
         con.execute("BEGIN IMMEDIATE")
         return con
 
@@ -446,6 +485,20 @@ class _StatsConnection:
             self._con.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self._con.close()
+
+
+def _private_ancestors(directory: Path) -> list[Path]:
+    """`directory`, its parent, and the state directory when it lies below it: each must be
+    private (README: a state directory writable by others is refused, for caches too)."""
+    found = [directory.parent, directory]
+    state = state_dir()
+    try:
+        below_state = directory.resolve().is_relative_to(state.resolve())
+    except OSError:
+        below_state = False
+    if below_state and state.resolve() not in {p.resolve() for p in found}:
+        found.insert(0, state)
+    return found
 
 
 def _stats_connection(directory: Path, timeout: float) -> _StatsConnection:

@@ -3,8 +3,9 @@
 Only ``freqtrade backtesting`` runs are cached (run mode ``backtest``, no webserver); hyperopt
 epochs, lookahead and recursive analysis always run the trade loop. The key covers the code, the
 strategy's state, the config, the full content of the analysed data and the engine's and
-exchange's state; see `freqtrade_opt_plugin.cache.backtest_results` for the key, for when it
-refuses to cache and for exactly what a hit restores.
+exchange's state, plus what the storing run touched at run time; see
+`freqtrade_opt_plugin.optimizations.reuse.backtest_results` for the key, for when it refuses to
+cache and for exactly what a hit restores.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ def backtest(self, processed: dict, start_date: datetime, end_date: datetime):
     Same result as Freqtrade's original; the stored result of an identical earlier backtest is
     returned when every input is unchanged.
     """
-    from freqtrade_opt_plugin.cache.backtest_results import cached_backtest
+    from freqtrade_opt_plugin.optimizations.reuse.backtest_results import (
+        cached_backtest,
+        original_backtest,
+    )
 
-    return cached_backtest(self, processed, start_date, end_date)
+    return cached_backtest(original_backtest(), self, processed, start_date, end_date)
 
 
 def _propagates() -> tuple[type[BaseException], ...]:

@@ -5,8 +5,8 @@ Backtesting (``backtest_one_strategy``), hyperopt (``advise_and_trim``, also per
 ``strategy.advise_all_indicators(data)``; live and dry-run never call it (they use
 ``analyze_ticker``), so live trading is unaffected. The replacement returns, pair by pair, the
 frame the original returns, from the 'analysis' cache when an entry for exactly the same inputs
-exists (see `freqtrade_opt_plugin.cache.indicators` for the key and for when it refuses to
-cache), else by calling the original for that pair and storing the result.
+exists (see `freqtrade_opt_plugin.optimizations.reuse.indicators` for the key and for when it
+refuses to cache), else by calling the original for that pair and storing the result.
 
 Freqtrade's own informative cache (``InformativeCache``, PR #13354) is created only in dry/live
 run modes, so in backtesting it is inactive and the two never overlap.
@@ -30,9 +30,12 @@ def advise_all_indicators(self, data: dict[str, DataFrame]) -> dict[str, DataFra
     Same result as Freqtrade's original; per-pair results come from the indicator cache when
     nothing they depend on changed.
     """
-    from freqtrade_opt_plugin.cache.indicators import cached_advise_all_indicators
+    from freqtrade_opt_plugin.optimizations.reuse.indicators import (
+        cached_advise_all_indicators,
+        original_advise_all_indicators,
+    )
 
-    return cached_advise_all_indicators(self, data)
+    return cached_advise_all_indicators(original_advise_all_indicators(), self, data)
 
 
 def _propagates() -> tuple[type[BaseException], ...]:

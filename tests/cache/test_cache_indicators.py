@@ -149,7 +149,7 @@ def run(strategy, data):
         computed.extend(subset)
         return original(strat, subset)
 
-    return cached_advise_all_indicators(strategy, data, original=counting), computed
+    return cached_advise_all_indicators(counting, strategy, data), computed
 
 
 def reference(ws: Workspace, **config) -> dict[str, str]:
