@@ -58,4 +58,5 @@ OPTIMIZATION = Optimization(
     performance_threshold=1.0,
     propagates=_propagates(),
     mutates_arguments=False,
+    shadow=False,  # it records its own storing run; a shadow run would compare copies by identity
 )

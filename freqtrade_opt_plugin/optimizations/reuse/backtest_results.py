@@ -102,7 +102,7 @@ OUTPUT_ONLY_KEYS = frozenset({
     "original_config", "strategy_list", "export", "exportfilename", "exportdirectory",
     "backtest_cache", "backtest_notes", "backtest_show_pair_list", "backtest_breakdown",
     "telegram", "api_server", "webhook", "discord", "verbosity", "logfile", "print_colorized",
-    "freqtrade_opt",
+    "freqtrade_opt", "config_files", "config",
 })
 
 #: ``Backtesting`` attributes that are not inputs of ``backtest()``: covered by another key part,
