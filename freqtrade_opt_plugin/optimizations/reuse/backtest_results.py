@@ -1,60 +1,42 @@
 """Backtest result reuse: an identical backtest returns its stored result instead of re-running.
 
-`cached_backtest(backtesting, processed, start_date, end_date, original)` returns what
-``Backtesting.backtest`` returns. If the 'backtesting' cache holds the result of a backtest with
-exactly the same inputs, that result is returned. Otherwise the original runs and its result is
-stored.
+`cached_backtest(original, backtesting, processed, start_date, end_date)` returns what
+``Backtesting.backtest`` returns. Lookup is in two steps: the *static key* (below) finds the
+*manifest* of the storing run (what it touched at run time, `recording`); the manifest's reads are
+evaluated now, and the entry stored under (static key, their values) is the result. Otherwise
+`original` runs, recorded, and its result is stored when the recording proves it reusable.
 
-What the key covers (any change is a different key)
----------------------------------------------------
+The static key (any change is a different key)
+----------------------------------------------
 * **the code**: the plugin, Freqtrade, ccxt, pandas, numpy, pyarrow and Python versions, and the
-  size and modification time of every file of the installed Freqtrade package (so an edited
-  source is a new key); all user code of the strategy (`indicators.strategy_identity`: every
-  method of its user classes and the user modules they reach, and the versions of the libraries
-  those modules import);
-* **the strategy's state**: every instance attribute, user class attribute and plain-data module
-  global (parameters with their values, ROI, stoploss...);
-* **the config**: the whole configuration, except the keys in `OUTPUT_ONLY_KEYS` (export
-  settings, notes, logging, chat and API settings). Those keys count too when a string with
-  their name appears in the strategy's source;
-* **the data**: the full content of every analysed pair frame, in order; the start and end dates;
-  the DataProvider's loaded backtest data (informative pairs) and the whitelist;
-* **the engine's state**: every attribute of the ``Backtesting`` object that ``backtest()`` reads
-  and does not reset, such as fee, tick sizes, detail and futures data, trading and margin mode,
-  timerange, and the trade and order id counters. An attribute that cannot be hashed (an unknown
-  object) means no caching;
-* **the exchange**: its class, markets (those of the pairs traded exactly, all others through a
-  JSON digest), leverage tiers, precision modes and feature flags.
+  size and modification time of every file of the installed Freqtrade package; all user code of
+  the strategy (`user_code`: its user classes and the user modules they reach) and its state
+  (instance attributes, user class attributes, plain-data module globals);
+* **the config**: all of it except `OUTPUT_ONLY_KEYS` (export, notes, logging, messaging, the
+  config files' names), which count too when the strategy's source names them;
+* **the data**: every analysed pair frame in full, the dates, the DataProvider's loaded data and
+  the whitelist; **the engine**: every ``Backtesting`` attribute ``backtest()`` reads (fee, tick
+  sizes, detail data, trading mode, counters...); **the exchange**: class, markets, tiers, modes.
 
-When it does not cache (it says why at debug level)
----------------------------------------------------
-* the run mode is not ``backtest``, which leaves out hyperopt epochs, lookahead and recursive
-  analysis, and the webserver (detected by its progress callback);
-* FreqAI, a dynamic pairlist (``enable_dynamic_pairlist``) or ``exchange.use_public_trades``
-  is on, or a subclass of ``Backtesting`` is used;
-* the strategy's code calls something that depends on time, randomness, files, the network or the
-  environment (``now``, ``random``, ``open``, ``requests``, ``dp.ticker``, ``dp.orderbook``...
-  anywhere in its methods), or part of its state cannot be hashed;
-* the trade loop loaded data that the key does not cover (e.g. ``dp.get_pair_dataframe`` of a new
-  pair inside a callback);
-* ``backtest()`` changed engine state that a stored result could not restore, or the result would
-  not come back identical from disk. This is checked by decoding the entry before it is stored.
+What the manifest adds: the content of every user file whose code ran, modules imported, env vars
+and files read, and the state of the user modules whose code ran (see `recording`).
 
-What a hit restores and what it does not
-----------------------------------------
-The returned dict is equal to the original's, with the same keys, values and dtypes. ``config``
-is the live strategy config, and ``locks`` are ``PairLock`` objects that are also put back into
-``PairLocks``. The engine's counters (rejected signals, timed-out and cancelled orders, trade and
-order ids) and ``rejected_dict`` are set to the values the original left behind. In-memory trade
-objects (``LocalTrade.bt_trades``) are not rebuilt. The wallet capture list, the state the
-strategy's callbacks change and the DataProvider's analysed frames are not rebuilt either. They
-are left reset, as at the start of a backtest. Nothing in ``freqtrade backtesting`` reads them
-after ``backtest()`` returns; the webserver does, which is why it is excluded. The callbacks do
-not run, so anything they would log or print is missing.
+When it does not store (logged once per reason, listed by ``freqtrade-opt cache status``)
+-----------------------------------------------------------------------------------------
+* not a ``backtest`` run mode (hyperopt, lookahead/recursive analysis), the webserver, FreqAI, a
+  dynamic pairlist, public trades, a ``Backtesting`` subclass;
+* the static scan of the strategy's code finds time, randomness, files, network, ``dp.ticker``...;
+* the recording refuses the run (clock, randomness, writes, directory listings, network, ...);
+* the run changed module-level state or the strategy's attributes, loaded data the key does not
+  cover, left trades open, or changed engine state an entry could not restore exactly.
 
-Limits (what is trusted, not proven) are the same as for indicator reuse
-(`freqtrade_opt_plugin.cache.indicators`): third-party libraries are taken to be deterministic
-for a given version, and state hidden inside arbitrary objects is not tracked.
+What a hit restores
+-------------------
+`restore._restore`: the result (equal values, dtypes), counters, ``rejected_dict``, locks (also in
+``PairLocks``), wallet captures, wallets (closed profit), and, by running Freqtrade's own
+``_get_ohlcv_as_lists``, the DataProvider's analysed frames, ``processed`` as the loop leaves it
+and the progress bar. The trade loop is skipped: ``LocalTrade.bt_trades`` is not rebuilt and the
+callbacks do not run (nothing they would log appears).
 """
 
 from __future__ import annotations

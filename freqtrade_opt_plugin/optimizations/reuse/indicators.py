@@ -45,11 +45,14 @@ When it does not cache (and says why at debug level)
   read (``send_msg``, ``ticker``, ``orderbook``, private attributes...);
 * the result would not come back identical from disk (`disk.encode` verifies every store).
 
+* what the pair's run touched at run time (`recording`): user files whose code ran, modules
+  imported, env vars and files read, the state of user modules whose code ran; a run the
+  recording refuses (clock, randomness, writes...) or that changed module-level state (e.g. filled
+  a module-level object a callback reads later) is not stored.
+
 Limits (what is trusted, not proven): third-party libraries (TA-Lib, technical, pandas-ta...) are
-assumed to be deterministic functions of their inputs for a given version; state hidden inside
-arbitrary objects (not plain data) of module globals or class attributes is not tracked; the
-static scan catches the usual sources of nondeterminism, not every conceivable one (e.g. a call
-through a function stored in a variable, ``getattr`` tricks, C extensions with side effects).
+assumed to be deterministic functions of their inputs for a given version; state inside
+third-party objects held by user modules is compared by type only.
 """
 
 from __future__ import annotations
