@@ -19,7 +19,7 @@ thread, with a profile hook (``sys.setprofile``) and an audit hook (``sys.addaud
   ``np.random`` / ``random`` functions or ``secrets``: the run is refused.
 
 Only what user code causes counts: an event is attributed to the innermost frame on the stack that
-is user code or Freqtrade's; Freqtrade's own reads (covered by its version) are ignored.
+is user code, Freqtrade's or this plugin's; reads of the versioned code are ignored.
 
 `state_snapshot` / `changed_state` find module-level state a run changed (globals of user modules,
 class attributes, objects reachable from them, compared by content): such a run is not stored.
@@ -312,8 +312,8 @@ class Recorder:
             filename = frame.f_code.co_filename
             if is_user_file(filename):
                 return True
-            if _is_freqtrade_file(filename):
-                return False
+            if _is_freqtrade_file(filename) or filename.startswith(_PLUGIN_ROOT + os.sep):
+                return False  # versioned code (this plugin: its telemetry's clock, settings)
             frame = frame.f_back
         return False
 
