@@ -362,11 +362,12 @@ def _run_and_store(original: Callable[..., dict], cache: Any, manifest_key: str,
     from freqtrade_opt_plugin.router import call_original
 
     strategy = backtesting.strategy
-    keyed = _cacheable_plan(strategy, whole=True).namespaces
+    plan = _cacheable_plan(strategy, whole=True)
     before = _engine_state(backtesting)
     strategy_before = _strategy_state(strategy)
     loaded_before = _loaded_data(backtesting)
-    recorder = recording.Recorder(keyed)
+    # Profiled only inside the strategy's own methods: the trade loop runs at full speed.
+    recorder = recording.Recorder(plan.namespaces, gate=strategy, gate_classes=plan.classes)
     with recorder:
         result = call_original(original, backtesting, processed, start_date, end_date)
     try:

@@ -27,7 +27,6 @@ class attributes, objects reachable from them, compared by content): such a run 
 
 from __future__ import annotations
 
-import dis
 import functools
 import hashlib
 import os
@@ -48,8 +47,7 @@ _PLUGIN_ROOT = str(Path(__file__).resolve().parents[2])
 
 #: C functions whose call makes a result depend on the clock or on entropy.
 _CLOCKS = ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns",
-           "process_time", "process_time_ns", "localtime", "gmtime", "ctime", "asctime",
-           "strftime")
+           "process_time", "process_time_ns", "localtime", "gmtime", "ctime", "asctime")
 #: Names in executed user code that read the clock or unseeded randomness.
 _CLOCK_NAMES = frozenset({"now", "utcnow", "today", "urandom", "getrandbits", "token_bytes",
                           "token_hex", "uuid1", "uuid4", "dt_now"})
@@ -138,6 +136,7 @@ class Recording:
             self.problems.append(reason)
 
 
+_NO_ATTRIBUTE = object()
 _ENV_GETITEM = os._Environ.__getitem__.__code__
 _ENV_ITER = os._Environ.__iter__.__code__
 _ENV_LEN = os._Environ.__len__.__code__
@@ -153,7 +152,7 @@ def _clock_functions() -> dict[Any, str]:
         if hasattr(time, name):
             found[getattr(time, name)] = f"time.{name}()"
     for cls in (datetime.datetime, datetime.date):
-        for name in ("now", "utcnow", "today", "fromtimestamp"):
+        for name in ("now", "utcnow", "today"):
             if hasattr(cls, name):
                 found[getattr(cls, name)] = f"{cls.__name__}.{name}()"
     found[os.urandom] = "os.urandom()"
@@ -168,10 +167,19 @@ def _clock_functions() -> dict[Any, str]:
 class Recorder:
     """Context manager recording what user code touches during one call (current thread)."""
 
-    def __init__(self, keyed: Iterable[dict] = ()) -> None:
+    def __init__(self, keyed: Iterable[dict] = (), gate: Any = None,
+                 gate_classes: Iterable[type] = ()) -> None:
         """`keyed`: namespaces whose code and state the caller's key already covers (the
-        strategy's modules); they are watched for changes like every user module."""
+        strategy's modules); they are watched for changes like every user module.
+
+        With `gate` (a strategy), the profile hook is on only while one of the methods its user
+        classes `gate_classes` define runs (and what they call): the engine's own loop runs at
+        full speed. Without it, it is on for the whole call."""
         self.keyed = {id(namespace): namespace for namespace in keyed}
+        self._gate = gate
+        self._gate_classes = tuple(gate_classes)
+        self._gated: dict[str, Any] = {}
+        self._depth = 0
         self.recording = Recording()
         self._codes: dict[int, types.CodeType] = {}
         self._module_codes: set[int] = set()
@@ -182,24 +190,72 @@ class Recorder:
         self._clocks = _clock_functions()
         self._previous: Any = None
         self._busy = False
+        self._nested = False
+        self.watched: dict[int, dict] = {}
         self._thread = threading.get_ident()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> Recorder:
         _install_audit_hook()
         with _lock:
-            if _active:
-                raise RuntimeError("another run is being recorded")
-            _active.append(self)
+            self._nested = bool(_active)
+            if not self._nested:
+                _active.append(self)
+        if self._nested:  # e.g. a replacement calling another recorded one: store neither
+            self.recording.refuse("another run is being recorded in this process")
+            self.watched = {}
+            return self
         self.watched = {**user_module_namespaces(), **self.keyed}
         self.start_state = state_snapshot(self.watched.values())
         self._previous = sys.getprofile()
         if self._previous is not None:
             self.recording.refuse("a profiler is active (the run cannot be recorded)")
-        sys.setprofile(self._profile)
+        if self._gate is None:
+            sys.setprofile(self._profile)
+        else:
+            self._install_gates()
         return self
 
+    def _install_gates(self) -> None:
+        attributes = vars(self._gate)
+        names = {name for cls in self._gate_classes for name, value in vars(cls).items()
+                 if isinstance(value, (types.FunctionType, staticmethod, classmethod))
+                 and not (name.startswith("__") and name.endswith("__"))}
+        for name in sorted(names):
+            self._gated[name] = attributes.get(name, _NO_ATTRIBUTE)
+            attributes[name] = self._gated_method(getattr(self._gate, name))
+
+    def _gated_method(self, method: Any) -> Any:
+        recorder = self
+
+        @functools.wraps(method)
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            if recorder._depth:
+                return method(*args, **kwargs)
+            recorder._depth += 1
+            sys.setprofile(recorder._profile)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                sys.setprofile(None)
+                recorder._depth -= 1
+
+        return gated
+
+    def _remove_gates(self) -> None:
+        attributes = vars(self._gate)
+        for name, saved in self._gated.items():
+            if saved is _NO_ATTRIBUTE:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = saved
+        self._gated.clear()
+
     def __exit__(self, *exc: object) -> None:
+        if self._nested:
+            return
+        if self._gate is not None:
+            self._remove_gates()
         sys.setprofile(self._previous)
         with _lock:
             _active.remove(self)
@@ -318,32 +374,30 @@ class Recorder:
         return False
 
     # -- the audit hook (rare events) ---------------------------------------------------------
-    def audit(self, event: str, args: tuple) -> None:
+    def audit(self, event: str, args: tuple, frame: types.FrameType | None) -> None:
+        """`frame`: the Python frame whose operation raised the event."""
         if self._busy or threading.get_ident() != self._thread:
             return
-        if event == "open":
-            self._open(args)
-        elif event == "import":
-            if self._caller_is_user():
-                self.recording.imported.add(str(args[0]))
-        elif event in _REFUSED_EVENTS:
-            reason = _REFUSED_EVENTS[event]
-            if reason is not None and self._caller_is_user():
-                self.recording.refuse(f"user code {reason} ({event})")
-
-    def _caller_is_user(self) -> bool:
         self._busy = True
         try:
-            return self._user_caused(sys._getframe(2))
+            if event == "open":
+                self._open(args, frame)
+            elif event == "import":
+                if self._user_caused(frame):
+                    self.recording.imported.add(str(args[0]))
+            else:
+                reason = _REFUSED_EVENTS.get(event)
+                if reason is not None and self._user_caused(frame):
+                    self.recording.refuse(f"user code {reason} ({event})")
         finally:
             self._busy = False
 
-    def _open(self, args: tuple) -> None:
+    def _open(self, args: tuple, frame: types.FrameType | None) -> None:
         path, mode, flags = (tuple(args) + (None, None, None))[:3]
         if not isinstance(path, (str, bytes, os.PathLike)):
             return  # an already open descriptor
         path = os.fsdecode(path)
-        if path.endswith(".pyc") or not is_user_file(path) or not self._caller_is_user():
+        if path.endswith(".pyc") or not is_user_file(path) or not self._user_caused(frame):
             return
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
             isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
@@ -353,10 +407,12 @@ class Recorder:
             self.recording.opened.add(str(Path(path).resolve()))
 
 
+_WATCHED_EVENTS = frozenset({"open", "import", *_REFUSED_EVENTS})
+
+
 def _audit(event: str, args: tuple) -> None:
-    if _active:
-        recorder = _active[0]
-        recorder.audit(event, args)
+    if _active and event in _WATCHED_EVENTS:
+        _active[0].audit(event, args, sys._getframe(1))
 
 
 def _install_audit_hook() -> None:
@@ -391,16 +447,9 @@ def code_marker(code: types.CodeType) -> str | None:
 
 
 def _random_use(code: types.CodeType, names: set[str]) -> str | None:
+    """`random` / `secrets` named anywhere (a module, ``np.random``, ``from random import``)."""
     if names & _RANDOM_MODULES:
         return f"uses '{sorted(names & _RANDOM_MODULES)[0]}' (unseeded randomness)"
-    previous = None
-    for instruction in dis.get_instructions(code):
-        if instruction.opname in ("LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM"):
-            if instruction.argval == "random" and previous not in (None,):
-                return "uses '...random' (e.g. np.random: unseeded randomness)"
-            if instruction.argval == "random" and instruction.opname == "IMPORT_FROM":
-                return "imports 'random'"
-        previous = instruction.argval
     return None
 
 
