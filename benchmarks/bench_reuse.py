@@ -4,10 +4,11 @@
 
 One process, the demo workload (SampleStrategy on generated offline data). Per repetition, in this
 order: a stock backtest (``backtest_one_strategy`` with Freqtrade's originals), a storing run (both
-caches on, an empty state directory: the misses are recorded and stored), and a hit (the same
-state directory). Trades and metrics of every run are checked identical to stock with
-``offline.compare.compare_backtests`` before timings are printed (medians, ratio to stock), then
-the caches' hit rates.
+caches on, an empty state directory: the misses are recorded and stored), a hit (the same
+state directory), and the same miss with the profile hook off (then nothing is stored: the
+difference to the storing run is what recording and storing cost). Trades and metrics of every
+run are checked identical to stock with ``offline.compare.compare_backtests`` before timings are
+printed (medians, ratio to stock), then the caches' hit rates.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.disable(logging.WARNING)
     install_static_markets()
-    times: dict[str, list[float]] = {"stock": [], "storing run": [], "hit": []}
+    from freqtrade_opt_plugin.optimizations.reuse.recording import Recorder
+
+    times: dict[str, list[float]] = {"stock": [], "storing run": [], "hit": [],
+                                     "miss, no hook": []}
     with tempfile.TemporaryDirectory() as tmp:
         workspace = create_workspace(Path(tmp) / "ws", DEFAULT_PAIRS[:options.pairs],
                                      days=options.days, seed=42)
@@ -102,7 +106,15 @@ def main(argv: list[str] | None = None) -> int:
             times["stock"].append(stock_time)
             times["storing run"].append(cold_time)
             times["hit"].append(warm_time)
-        status = caches.get_cache_status()["caches"]
+            status = caches.get_cache_status()["caches"]
+            # the same miss without the profile hook (nothing stored): what recording costs
+            os.environ["FREQTRADE_OPT_STATE_DIR"] = str(Path(tmp) / f"nohook{i}")
+            caches.configure()
+            Recorder.profile_hook = False
+            try:
+                times["miss, no hook"].append(_run(workspace, cached=True)[0])
+            finally:
+                Recorder.profile_hook = True
         caches.configure()
     base = statistics.median(times["stock"])
     print(f"\n== reuse: backtest_one_strategy, SampleStrategy, {options.pairs} pairs x "

@@ -361,7 +361,6 @@ def test_a_hit_leaves_what_later_code_reads_as_stock(lab):
         assert got.equals(expected) and list(got.columns) == list(expected.columns)
     assert warm.backtesting.wallets.get_all_balances() == \
         stock.backtesting.wallets.get_all_balances()
-    assert warm.backtesting.wallet_captures == stock.backtesting.wallet_captures
 
     def bars(backtesting):
         return [(t.description, t.completed, t.total) for t in backtesting.progress.tasks]

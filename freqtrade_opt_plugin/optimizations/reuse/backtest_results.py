@@ -33,7 +33,7 @@ When it does not store (logged once per reason, listed by ``freqtrade-opt cache 
 What a hit restores
 -------------------
 `restore._restore`: the result (equal values, dtypes), counters, ``rejected_dict``, locks (also in
-``PairLocks``), wallet captures, wallets (closed profit), and, by running Freqtrade's own
+``PairLocks``), wallets (closed profit), and, by running Freqtrade's own
 ``_get_ohlcv_as_lists``, the DataProvider's analysed frames, ``processed`` as the loop leaves it
 and the progress bar. The trade loop is skipped: ``LocalTrade.bt_trades`` is not rebuilt and the
 callbacks do not run (nothing they would log appears).

@@ -20,7 +20,7 @@ _COUNTERS = frozenset({
 })
 #: Changed by ``backtest()`` and not restored from the entry: the wallet captures (see the module
 #: docstring) and the protections, which a hit rebuilds the same way (``reset_backtest``).
-_NOT_RESTORED = frozenset({"protections"})
+_NOT_RESTORED = frozenset({"wallet_captures", "protections"})
 #: Not watched for changes (besides `_NOT_RESTORED`): display, and outputs of earlier calls that
 #: ``backtest()`` ignores.
 _NOT_WATCHED = frozenset({"progress", "_progress_task_overall", "_progress_task", "results",
@@ -177,7 +177,8 @@ def _restore(backtesting: Any, processed: dict[str, pd.DataFrame], entry: Any) -
     Like the original, it first converts `processed` (``_get_ohlcv_as_lists``: entry and exit
     signals, the DataProvider's analysed frames, `processed` trimmed in place, the progress bar);
     only the trade loop is skipped. Its outcome is restored: counters, locks, the wallets' closed
-    profit, the wallet captures, and the progress bar's last phase, completed."""
+    profit, and the progress bar's last phase, completed. The wallet captures are not rebuilt
+    (their summary is part of the result)."""
     from freqtrade.persistence import LocalTrade, PairLocks
     from freqtrade.persistence.pairlock import PairLock
 
