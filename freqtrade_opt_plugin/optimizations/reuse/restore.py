@@ -21,6 +21,9 @@ _COUNTERS = frozenset({
 #: Changed by ``backtest()`` and not restored from the entry: the wallet captures (see the module
 #: docstring) and the protections, which a hit rebuilds the same way (``reset_backtest``).
 _NOT_RESTORED = frozenset({"wallet_captures", "protections"})
+#: The DataProvider's candle positions the trade loop leaves (name-mangled private attributes).
+_DP_SLICE_INDEX = "_DataProvider__slice_index"
+_DP_SLICE_DATE = "_DataProvider__slice_date"
 #: Not watched for changes (besides `_NOT_RESTORED`): display, and outputs of earlier calls that
 #: ``backtest()`` ignores.
 _NOT_WATCHED = frozenset({"progress", "_progress_task_overall", "_progress_task", "results",
@@ -149,8 +152,13 @@ def _make_entry(backtesting: Any, result: Mapping[str, Any], before: dict[str, s
                 raise _Refused(f"result[{key!r}] is {exc}") from None
     if LocalTrade.bt_trades_open:
         raise _Refused("trades were left open, which a stored result would not restore")
+    dp = backtesting.dataprovider
+    slice_index = dict(getattr(dp, _DP_SLICE_INDEX))
+    if not all(type(k) is str and type(v) is int for k, v in slice_index.items()):
+        raise _Refused("the DataProvider's candle positions are not plain")
     meta = {"fields": fields, "engine": engine, "total_profit": LocalTrade.bt_total_profit,
-            "progress": _progress_steps(backtesting)}
+            "progress": _progress_steps(backtesting),
+            "dp_slice": [_encode_value(slice_index), _encode_value(getattr(dp, _DP_SLICE_DATE))]}
     return (meta, *frames)
 
 
@@ -204,6 +212,9 @@ def _restore(backtesting: Any, processed: dict[str, pd.DataFrame], entry: Any) -
             raise ValueError(f"unknown field kind {kind!r}")
     engine = {name: _decode_value(value) for name, value in meta["engine"].items()}
     total_profit = float(meta["total_profit"])
+    slice_index, slice_date = (_decode_value(value) for value in meta["dp_slice"])
+    if type(slice_index) is not dict:
+        raise ValueError("malformed DataProvider positions")
     steps = int(meta["progress"])
     # As the original starts: a clean engine (trades, locks, custom data, counters, dp cache).
     backtesting.reset_backtest(backtesting.enable_protections)
@@ -214,6 +225,9 @@ def _restore(backtesting: Any, processed: dict[str, pd.DataFrame], entry: Any) -
         setattr(backtesting, name, value)
     PairLocks.locks = locks
     LocalTrade.bt_total_profit = total_profit
+    # where the loop left the DataProvider: get_analyzed_dataframe() slices up to it
+    setattr(backtesting.dataprovider, _DP_SLICE_INDEX, slice_index)
+    setattr(backtesting.dataprovider, _DP_SLICE_DATE, slice_date)
     backtesting.wallets.update()
     if "locks" in result:
         result["locks"] = PairLocks.get_all_locks()
