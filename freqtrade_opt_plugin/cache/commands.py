@@ -85,6 +85,10 @@ def print_status(status: dict[str, Any], root: str) -> None:
     for name, s in status["caches"].items():
         if s["bypassed"]:
             console.print(f"[red]{name}:[/] {s['bypassed']}")
+    for name, s in status["caches"].items():
+        for refusal in s.get("refusals", []):
+            console.print(f"[yellow]{name}: not stored[/] ({refusal['count']}x): "
+                          f"{refusal['reason']}")
     for rec in status["recommendations"]:
         setting = f" ({rec['setting']}={rec['suggested']})" if rec.get("suggested") else ""
         console.print(f"[yellow]recommendation:[/] {rec['message']}{setting}")
