@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freqtrade_opt_plugin.demo import int_at_least, level_names, positive_int
+from freqtrade_opt_plugin.commands.demo import int_at_least, level_names, positive_int
 
 
 if TYPE_CHECKING:  # heavy imports happen when the bench runs, not when the CLI starts
@@ -841,7 +841,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``bench`` sub-command to ``freqtrade-opt``."""
     parser = subparsers.add_parser(
         "bench",
@@ -923,7 +923,7 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``freqtrade-opt bench ARGS`` without the rest of the CLI (used by benchmarks/run.py)."""
     parser = argparse.ArgumentParser(prog="freqtrade-opt")
-    register_cli(parser.add_subparsers())
+    register(parser.add_subparsers())
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
 
