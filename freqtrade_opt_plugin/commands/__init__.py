@@ -11,7 +11,8 @@ import pkgutil
 
 
 def command_modules() -> list[str]:
-    """The dotted names of the command modules, in name order (``_private`` modules skipped)."""
+    """The dotted names of the command modules, in name order (``_helper`` modules, which
+    commands share, are not commands)."""
     return sorted(
         f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)
         if not info.name.startswith("_")
