@@ -243,7 +243,9 @@ def _load_globals(section: dict[str, Any], problems: list[str]):
     model = load_model(GlobalSettings, section, problems=problems)
     from freqtrade_opt_plugin.telemetry.settings import MonitorSettings  # it imports this module
 
-    load_model(MonitorSettings, section, "monitor", problems)  # its problems shown with these
+    monitor_problems: list[str] = []
+    load_model(MonitorSettings, section, "monitor", monitor_problems)
+    problems.extend(p for p in monitor_problems if p not in _reported)  # not logged yet
     sources: dict[str, Source] = {}
     for name in fields:
         if ENV_PREFIX + name.upper() in os.environ:
