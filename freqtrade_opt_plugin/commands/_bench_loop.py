@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # heavy imports happen when the bench runs, not when the CLI 
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from freqtrade_opt_plugin.commands.bench import Size
     from freqtrade_opt_plugin.offline.compare import Verdict
     from freqtrade_opt_plugin.offline.workspace import Workspace
 
@@ -45,50 +46,6 @@ EXIT_IDENTICAL = 0
 EXIT_DIFFERENT = 1
 EXIT_FAILED = 2
 EXIT_TOO_SLOW = 3
-
-
-@dataclass(frozen=True)
-class Size:
-    """One workspace size: ``pairs`` default USDT pairs x ``days`` days of 5m candles."""
-
-    pairs: int
-    days: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.pairs}x{self.days}"
-
-
-def parse_scale(text: str) -> list[Size]:
-    """``"2x30,5x60"`` -> [Size(2, 30), Size(5, 60)]; raises ValueError naming the bad entry."""
-    from freqtrade_opt_plugin.offline.datagen import DEFAULT_PAIRS
-
-    sizes: list[Size] = []
-    for raw in text.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        parts = entry.split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(
-                f"bad scale entry {raw.strip()!r}: expected PAIRSxDAYS, e.g. 10x90 "
-                "(comma-separated for several sizes)"
-            )
-        pairs, days = int(parts[0]), int(parts[1])
-        if not 1 <= pairs <= len(DEFAULT_PAIRS):
-            raise ValueError(
-                f"bad scale entry {raw.strip()!r}: pairs must be 1-{len(DEFAULT_PAIRS)}, "
-                f"got {pairs}"
-            )
-        if days < 1:
-            raise ValueError(f"bad scale entry {raw.strip()!r}: days must be >= 1, got {days}")
-        size = Size(pairs, days)
-        if size in sizes:
-            raise ValueError(f"scale entry {size.label} given twice")
-        sizes.append(size)
-    if not sizes:
-        raise ValueError(f"empty scale {text!r}: expected e.g. 3x30,10x90")
-    return sizes
 
 
 def loadavg() -> list[float] | None:
