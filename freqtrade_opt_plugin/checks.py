@@ -38,11 +38,14 @@ class Check:
 
 @dataclass
 class Outcome:
+    """What one call did: its `result`, or the `error` it raised."""
+
     result: Any = None
     error: BaseException | None = None
 
 
 def call(func: Callable, *args: Any, **kwargs: Any) -> Outcome:
+    """``func(*args, **kwargs)`` as an `Outcome` (an exception is kept, not raised)."""
     try:
         return Outcome(result=func(*args, **kwargs))
     except Exception as exc:  # compared with the other path's
@@ -66,6 +69,7 @@ def outcome_difference(got: Outcome, expected: Outcome, where: str = "result") -
 
 
 def status_of(difference: str | None, both_raised: BaseException | None = None) -> tuple[str, str]:
+    """(status, detail) of a `Check` for `difference` (None: exact)."""
     if difference is not None:
         return DIFFERENT, difference
     if both_raised is not None:
