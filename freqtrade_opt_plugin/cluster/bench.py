@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from freqtrade_opt_plugin import bench as core
+from freqtrade_opt_plugin.commands import _bench_loop as loop
+from freqtrade_opt_plugin.commands import bench as core
 
 
 LOKY, DASK = "loky", "dask"
@@ -54,11 +55,11 @@ def _side(runs: list[dict[str, Any]], variant: str, epochs: int, marginal: bool)
     full, cpu = pick(epochs, "wall_time"), pick(epochs, "cpu_time")
     one, cpu_one = (pick(1, "wall_time"), pick(1, "cpu_time")) if marginal else ([], [])
     return {
-        "wall": core._stats(full),
-        "cpu": core._stats(cpu),
-        "startup_1_epoch": core._stats(one),
-        "marginal_epoch": core._stats(_marginals(full, one, epochs)),
-        "marginal_epoch_cpu": core._stats(_marginals(cpu, cpu_one, epochs)),
+        "wall": core.stats(full),
+        "cpu": core.stats(cpu),
+        "startup_1_epoch": core.stats(one),
+        "marginal_epoch": core.stats(_marginals(full, one, epochs)),
+        "marginal_epoch_cpu": core.stats(_marginals(cpu, cpu_one, epochs)),
     }
 
 
@@ -73,12 +74,12 @@ def _summarize(entry: dict[str, Any], epochs: int, marginal: bool) -> None:
     entry["overhead_per_epoch"] = delta("marginal_epoch")
     entry["overhead_per_epoch_cpu"] = delta("marginal_epoch_cpu")
     entry["overhead_startup"] = delta("startup_1_epoch")
-    entry["ratio_marginal_epoch"] = core._ratio(loky["marginal_epoch"]["median"],
+    entry["ratio_marginal_epoch"] = core.ratio(loky["marginal_epoch"]["median"],
                                                 dask["marginal_epoch"]["median"])
     entry["epochs"] = epochs
-    entry["verdict"] = core.IDENTICAL if all(c["identical"] for c in entry["comparisons"]) \
-        else core.DIFFERENT
-    entry["first_difference"] = core._first_difference(entry["comparisons"])
+    entry["verdict"] = loop.IDENTICAL if all(c["identical"] for c in entry["comparisons"]) \
+        else loop.DIFFERENT
+    entry["first_difference"] = loop._first_difference(entry["comparisons"])
 
 
 def run_cluster_bench(
@@ -102,9 +103,9 @@ def run_cluster_bench(
     marginal = marginal and epochs > 1
     counts = (epochs, 1) if marginal else (epochs,)
     console = console or Console()
-    root = core._make_root(keep)
-    with core._isolated_environ() as hidden:
-        report = core._new_report("hyperopt-dask", core._settings({
+    root = loop._make_root(keep)
+    with loop._isolated_environ() as hidden:
+        report = loop._new_report("hyperopt-dask", loop._settings({
             "scale": ",".join(s.label for s in sizes), "repeat": repeat, "warmup": warmup,
             "level": level, "seed": seed, "epochs": epochs, "jobs": jobs, "workers": workers,
             "random_state": random_state, "spaces": list(spaces), "loss": loss,
@@ -116,27 +117,27 @@ def run_cluster_bench(
         cluster = start_local_cluster(root / "dask", workers, env=subprocess_env())
         try:
             total = len(sizes) * 2 * len(counts) * (repeat + warmup)
-            with core._progress(console, total) as reporter:
+            with loop._progress(console, total) as reporter:
                 for size in sizes:
-                    workspace, seconds = core._workspace(root, size, seed)
-                    entry = core._size_entry(size, workspace, seconds)
+                    workspace, seconds = loop._workspace(root, size, seed)
+                    entry = loop._size_entry(size, workspace, seconds)
                     report["sizes"].append(entry)
                     for rep in range(-warmup + 1, repeat + 1):
                         for n in counts:
                             done: dict[str, Any] = {}
                             for variant in (LOKY, DASK):
                                 name = f"{variant}-{n}ep-r{rep}"
-                                env = core._run_env(level, workspace, state, name)
+                                env = loop._run_env(level, workspace, state, name)
                                 if variant == DASK:
                                     env["FREQTRADE_OPT_DASK_SCHEDULER"] = cluster.address
                                 with reporter.run(f"{size.label} rep {rep} {variant} {n} "
                                                   "epoch(s)") as note:
-                                    load, cpu = core._loadavg(), core._children_cpu()
+                                    load, cpu = loop.loadavg(), loop._children_cpu()
                                     cluster_cpu = _tree_cpu(_cluster_pids(cluster))
                                     run = run_hyperopt(workspace, env, epochs=n, jobs=jobs,
                                                        random_state=random_state, spaces=spaces,
                                                        loss=loss, name=name)
-                                    cpu = core._cpu_since(cpu)
+                                    cpu = loop._cpu_since(cpu)
                                     if variant == DASK and cpu is not None:
                                         cpu += _tree_cpu(_cluster_pids(cluster)) - cluster_cpu
                                     note(f"{run.wall_time:.2f} s wall, {cpu or 0:.2f} s CPU")
@@ -149,7 +150,7 @@ def run_cluster_bench(
                                         "cpu_time": None if cpu is None else round(cpu, 4),
                                         "loadavg_before": load})
                             verdict = compare_hyperopt(done[LOKY], done[DASK])
-                            entry["comparisons"].append(core._verdict_json(
+                            entry["comparisons"].append(loop._verdict_json(
                                 verdict, rep, f"dask vs loky, {n} epoch(s)"))
                             if not keep:
                                 for run in done.values():
@@ -165,7 +166,7 @@ def run_cluster_bench(
             time.sleep(0.1)
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
-    core._finish_report(report, min_speedup, "ratio_marginal_epoch")
+    loop._finish_report(report, min_speedup, "ratio_marginal_epoch")
     return report
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from freqtrade_opt_plugin import bench
 from freqtrade_opt_plugin.cluster import bench as cluster_bench
+from freqtrade_opt_plugin.commands import bench
 
 
 def _run(variant: str, rep: int, epochs: int, wall: float, cpu: float) -> dict:
@@ -40,6 +40,6 @@ def test_cli_has_the_dask_flag():
     import argparse
 
     parser = argparse.ArgumentParser()
-    bench.register_cli(parser.add_subparsers())
+    bench.register(parser.add_subparsers())
     args = parser.parse_args(["bench", "--hyperopt", "--dask", "-j", "2"])
     assert args.dask and args.hyperopt and args.jobs == 2

@@ -146,7 +146,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return 1 if any(get_cache(n).bypassed for n in names) else 0
 
 
-def register_cli(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``cache status`` and ``cache clear [NAME]`` to the ``freqtrade-opt`` command."""
     cache = subparsers.add_parser("cache", help="the plugin's result caches")
     sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
