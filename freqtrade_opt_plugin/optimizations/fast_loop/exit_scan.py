@@ -69,6 +69,26 @@ _SETTINGS = (
 )
 
 
+#: Strategy attributes an exit decision reads at run time (`exit_settings_key`).
+_WATCHED = (
+    "stoploss", "trailing_stop", "trailing_stop_positive", "trailing_stop_positive_offset",
+    "trailing_only_offset_is_reached", "use_exit_signal", "exit_profit_only",
+    "exit_profit_offset", "ignore_roi_if_entry_signal", "use_custom_stoploss", "use_custom_roi",
+    "position_adjustment_enable",
+)
+
+
+def exit_settings_key(strategy: Any) -> tuple:
+    """A cheap snapshot of what the scanner's proofs assume about the strategy (its ROI table,
+    stoploss, trailing and exit options, order types): user code that changes any of them
+    mid-run makes every quiet window proven before void."""
+    roi = getattr(strategy, "minimal_roi", None)
+    roi_items = tuple(roi.items()) if isinstance(roi, dict) else (id(roi), roi)
+    order_types = getattr(strategy, "order_types", None)
+    return (roi_items, tuple(getattr(strategy, name, None) for name in _WATCHED),
+            tuple(order_types.items()) if isinstance(order_types, dict) else order_types)
+
+
 @dataclass(frozen=True)
 class PairArrays:
     """Per-pair numpy columns of Backtesting's row lists, built once per backtest."""

@@ -224,6 +224,19 @@ def test_ineligible_runs_use_the_original_and_match(plain, fast, change, reason)
         bt.__dict__.pop("backtest_loop", None)
 
 
+def test_exit_settings_changed_by_user_code_mid_run_match_stock(workspace, fast):
+    """bot_loop_start moves ROI and stoploss every few hours, an entry callback toggles the
+    trailing stop: quiet windows proven under the old settings must not be used after."""
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    bench = Bench(workspace, strategy="FastLoopShifty")
+    bench.bt.config["fast_loop_test"] = {"entry": 0.03, "exit": 0.0, "seed": 7}
+    plan = eligibility.decide(bench.bt)
+    assert plan.eligible and plan.scanner is not None, plan.describe()
+    stock, mine = bench.compare(fast)
+    assert len(stock.result["results"]) > 20
+
+
 def test_a_method_patched_on_the_class_at_run_time_makes_the_run_ineligible(plain, fast):
     """E.g. a test's ``mocker.patch.object(Backtesting, "validate_row", ...)``: the source on disk
     is verified, but the live binding is not Freqtrade's function."""
