@@ -255,6 +255,31 @@ def test_a_method_patched_on_the_class_at_run_time_makes_the_run_ineligible(plai
     assert eligibility.decide(plain.bt).eligible
 
 
+def test_exit_scan_is_off_while_its_proof_functions_are_replaced(plain, fast):
+    """A patched ``LocalTrade.calc_profit_ratio`` or an instance-level ``should_exit``: the
+    scanner's proof no longer holds, the run still matches stock through exact checks."""
+    from unittest import mock
+
+    from freqtrade.persistence import LocalTrade
+
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    apply(plain, BASE)
+    with mock.patch.object(LocalTrade, "calc_profit_ratio", autospec=True,
+                           side_effect=LocalTrade.calc_profit_ratio):
+        plan = eligibility.decide(plain.bt)
+        assert plan.eligible and plan.scanner is None
+        assert "replaced at run time: LocalTrade.calc_profit_ratio" in plan.scanner_reason
+        plain.compare(fast)
+    strategy = plain.bt.strategy
+    strategy.should_exit = strategy.should_exit  # an instance attribute shadows the method
+    try:
+        plan = eligibility.decide(plain.bt)
+        assert plan.eligible and plan.scanner is None and "should_exit" in plan.scanner_reason
+    finally:
+        del strategy.should_exit
+
+
 def test_futures_runs_are_not_eligible_yet(plain):
     from freqtrade.enums import TradingMode
 
