@@ -98,8 +98,10 @@ def sub(a: Pair, b: Pair) -> Pair:
 def to_float(integer: int, decimals: int) -> float:
     """``float(str(Precise(integer, decimals)))`` (see the module docstring)."""
     try:
+        if 0 < decimals < POW10_LIMIT:
+            return integer / POW10[decimals]
         if decimals > 0:
-            return integer / pow10(decimals)
+            return integer / 10**decimals
         return float(integer * pow10(-decimals))
     except OverflowError:
         return float(str(Precise(integer, decimals)))

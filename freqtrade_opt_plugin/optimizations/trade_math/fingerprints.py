@@ -1,16 +1,18 @@
 """Fingerprints of every function whose behaviour `trade_math` reproduces.
 
 `TARGETS`: the patched `LocalTrade` methods, {version: fingerprint} as the Router checks them.
-`HELPERS`: the `LocalTrade` methods the replacements inline instead of calling, and the
-`FtPrecise` / ccxt `Precise` methods whose arithmetic `exact` performs on integer pairs. The
+`TRADE_HELPERS`: the `LocalTrade` methods the replacements inline instead of calling;
+`PRECISE_HELPERS`: the `FtPrecise` / ccxt `Precise` methods whose arithmetic `exact` performs on
+integer pairs. The
 targets' sources are checked by the activation; helper sources are checked here, once per
 process, when a replacement is built (a differing helper means the replacement is not used),
 and inlined trade helpers again per class (a subclass or foreign patch overriding them sends the
 call to the original).
 
 Recorded from Freqtrade 2026.9 with ccxt 4.5.90 (the versions the replacements were written and
-tested against); `scripts/collect_fingerprints.py` lists the trade methods among its targets, so
-releases with identical sources can be added.
+tested against). `scripts/collect_fingerprints.py` lists the three targets: once it regenerates
+`verified.py`, every release whose target source equals 2026.9's is accepted as well (its inlined
+helpers must still match, or calls go to the original).
 """
 
 from __future__ import annotations
@@ -18,21 +20,25 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from freqtrade_opt_plugin.optimizations.verified import VERIFIED
 from freqtrade_opt_plugin.registry import fingerprint
 
 
-_FREQTRADE = ("2026.9",)
 _TRADE_MODEL = "freqtrade.persistence.trade_model"
 
 
-def _versions(value: str) -> dict[str, str]:
-    return dict.fromkeys(_FREQTRADE, value)
+def _versions(attribute: str, fingerprint_2026_9: str) -> dict[str, str]:
+    """The releases `verified.py` lists for the target (once generated), else 2026.9 alone."""
+    listed = VERIFIED.get(f"{_TRADE_MODEL}:LocalTrade.{attribute}")
+    if listed and listed.get("2026.9") == fingerprint_2026_9:
+        return dict(listed)
+    return {"2026.9": fingerprint_2026_9}
 
 
 TARGETS: dict[str, dict[str, str]] = {
-    "calc_close_trade_value": _versions("02f0379b49fb2d24"),
-    "calc_profit_ratio": _versions("986365121fc613b7"),
-    "_calc_open_trade_value": _versions("47efc22767fd38c6"),
+    "calc_close_trade_value": _versions("calc_close_trade_value", "02f0379b49fb2d24"),
+    "calc_profit_ratio": _versions("calc_profit_ratio", "986365121fc613b7"),
+    "_calc_open_trade_value": _versions("_calc_open_trade_value", "47efc22767fd38c6"),
 }
 
 #: LocalTrade methods inlined by the replacements: accepted fingerprints.

@@ -48,20 +48,24 @@ _SPOT = TradingMode.SPOT
 _MARGIN = TradingMode.MARGIN
 _FUTURES = TradingMode.FUTURES
 _DELEGATE = object()  # marker: the fast path does not cover this call
-_verdicts: dict[tuple, bool] = {}
+#: class -> (its three inlined helpers as last seen, whether they are Freqtrade's)
+_verdicts: dict[type, tuple[object, object, object, bool]] = {}
 
 
 def _inlinable(cls: type) -> bool:
-    """Whether `cls` resolves every inlined helper to Freqtrade's own (memoized)."""
-    key = (cls.calc_close_trade_value, cls._calc_base_close, cls._calc_open_trade_value)
-    verdict = _verdicts.get(key)
-    if verdict is None:
-        verdict = all(is_verified_helper(name, func)
-                      for name, func in zip(INLINED, key, strict=True))
-        if not verdict:
-            logger.info("freqtrade-opt: trade_math leaves %s to the original: it overrides "
-                        "one of %s", cls.__qualname__, ", ".join(INLINED))
-        _verdicts[key] = verdict
+    """Whether `cls` resolves every inlined helper to Freqtrade's own (memoized per class and
+    re-checked whenever one of its helpers is another object than last time)."""
+    entry = _verdicts.get(cls)
+    close, base = cls.calc_close_trade_value, cls._calc_base_close
+    open_ = cls._calc_open_trade_value
+    if entry is not None and entry[0] is close and entry[1] is base and entry[2] is open_:
+        return entry[3]
+    verdict = all(is_verified_helper(name, func)
+                  for name, func in zip(INLINED, (close, base, open_), strict=True))
+    if not verdict:
+        logger.info("freqtrade-opt: trade_math leaves %s to the original: it overrides "
+                    "one of %s", cls.__qualname__, ", ".join(INLINED))
+    _verdicts[cls] = (close, base, open_, verdict)
     return verdict
 
 
