@@ -3,15 +3,18 @@
 1. Per method (`calc_profit_ratio`, `calc_close_trade_value`, `_calc_open_trade_value`) on the
    trades of tests/data/backtest-result.json, each at its open, close, min and max rate and at 16
    rates in between: Freqtrade's original, the replacement called directly, the replacement
-   behind its Router (level aggressive) and the original behind a Router (level disabled, the
-   timed baseline). Two alternative approaches are timed for the close value: the replacement with
-   the parse memo emptied before every call (every operand parsed; the other variants run with a
-   warm memo, after an untimed pass), and Python's `decimal` (exact context, Inexact trapped;
-   spot only, not used by the plugin). Every variant is first checked bit for bit against the
-   original on all inputs. Medians of per-call times over alternating repeats.
+   behind its Router (level aggressive), behind a sketch of a lighter routing for hot tiny
+   functions (`lean_routed`, a proposal, not the plugin's Router) and the original behind a
+   Router (level disabled, the timed baseline). Two alternative approaches are timed for the
+   close value: the replacement with the parse memo emptied before every call (every operand
+   parsed; the other variants run with a warm memo, after an untimed pass), and Python's
+   `decimal` (exact context, Inexact trapped; spot only, not used by the plugin). Every variant
+   is first checked bit for bit against the original on all inputs. Medians of CPU time per
+   call over alternating repeats.
 2. A whole `Backtesting.backtest` in this process (SampleStrategy, generated offline candles,
-   10 pairs x 90 days by default): stock, with the replacements set directly on `LocalTrade`, and
-   with them behind Routers, alternating; the trades of every run are checked identical.
+   10 pairs x 90 days by default): stock, with the replacements set directly on `LocalTrade`,
+   behind Routers and behind the lean sketch, alternating; the trades of every run are checked
+   identical (every column, by repr).
 
     python benchmarks/bench_trade_math.py [--quick] [--repeat N] [--pairs N --days N]
                                           [--workspace DIR]  (an existing workspace, read only)
@@ -44,7 +47,7 @@ from freqtrade_opt_plugin.flags import Flags  # noqa: E402
 from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings  # noqa: E402
 from freqtrade_opt_plugin.optimizations.trade_math import OPTIMIZATIONS, exact, methods  # noqa: E402
 from freqtrade_opt_plugin.registry import OptimizationLevel  # noqa: E402
-from freqtrade_opt_plugin.router import make_router  # noqa: E402
+from freqtrade_opt_plugin.router import ROUTER_ATTRIBUTE, make_router  # noqa: E402
 from freqtrade_opt_plugin.settings import Settings  # noqa: E402
 
 
@@ -61,6 +64,43 @@ def routed(name: str, level: OptimizationLevel) -> Callable:
     opt = OPT[name]
     flags = Flags([opt], Settings(level=level))
     return make_router(opt, ORIGINAL[name], flags, Monitor(MonitorSettings(persist=False)))
+
+
+def lean_routed(name: str, every: int = 64) -> Callable:
+    """PROPOSAL, benchmark only: the lighter routing suggested for hot tiny functions.
+
+    The standing flag decision is read from one attribute (a real version would refresh it when
+    the flags change), every call is counted in a plain integer, one call in `every` is timed
+    and recorded, an exception falls back to the original. No per-call flag evaluation, shadow
+    or memory-sampling checks, and no monitor record on untimed calls.
+    """
+    opt = OPT[name]
+    original = ORIGINAL[name]
+    replacement = BUILD[name](original)
+    monitor = Monitor(MonitorSettings(persist=False))
+    record = monitor.record
+    state = {"calls": 0, "enabled": True}
+
+    def routed(*args, **kwargs):
+        calls = state["calls"] = state["calls"] + 1
+        if not state["enabled"]:
+            return original(*args, **kwargs)
+        if calls % every:
+            try:
+                return replacement(*args, **kwargs)
+            except Exception:
+                return original(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            result = replacement(*args, **kwargs)
+        except Exception:
+            return original(*args, **kwargs)
+        record(opt.name, "optimized", time.perf_counter() - start)
+        return result
+
+    routed.__wrapped__ = original  # what a Router carries, so trade helpers stay inlinable
+    setattr(routed, ROUTER_ATTRIBUTE, opt)
+    return routed
 
 
 def install(functions: dict[str, Callable]) -> None:
@@ -125,6 +165,7 @@ def method_variants(name: str) -> dict[str, Callable]:
         "original": ORIGINAL[name],
         "replacement": built,
         "replacement+Router": routed(name, OptimizationLevel.AGGRESSIVE),
+        "replacement+lean (*)": lean_routed(name),
         "original+Router": routed(name, OptimizationLevel.DISABLED),
     }
     if name == "calc_close_trade_value":
@@ -200,6 +241,7 @@ def bench_backtest(args: argparse.Namespace) -> None:
             "replacements": {name: BUILD[name](ORIGINAL[name]) for name in NAMES},
             "replacements+Routers": {name: routed(name, OptimizationLevel.AGGRESSIVE)
                                      for name in NAMES},
+            "replacements+lean (*)": {name: lean_routed(name) for name in NAMES},
         }
         times: dict[str, list[float]] = {label: [] for label in variants}
         reference = None
@@ -229,6 +271,7 @@ def bench_backtest(args: argparse.Namespace) -> None:
         median = statistics.median(values)
         print(f"{label:22s} {median:7.2f} s  {base / median:5.2f}x  "
               f"(saved {base - median:5.2f} s)")
+    print("(*) a sketch of the lighter routing proposed for hot tiny functions (see lean_routed)")
 
 
 def main() -> None:

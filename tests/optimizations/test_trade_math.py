@@ -121,6 +121,12 @@ def test_parse_is_the_precise_of_any_operand(number):
     assert exact.parse(number) == _precise_pair(number)  # again: now from the memo
 
 
+@pytest.mark.parametrize("text", ["0.00498", "12", "1e-7", "-3.50", "0"])
+def test_parse_of_an_ftprecise_operand(text):
+    """Freqtrade passes an FtPrecise as amount after a position change: str() of it is parsed."""
+    assert exact.parse(FtPrecise(text)) == _precise_pair(FtPrecise(text))
+
+
 def test_parse_memo_is_keyed_by_type_and_value():
     exact.clear_cache()
     assert exact.parse(0.10000000149011612) == (10000000149011612, 17)
@@ -291,6 +297,25 @@ def test_a_foreign_patch_of_a_helper_is_not_inlined(monkeypatch):
     assert outcome(FAST["calc_close_trade_value"], trade, 1.0) == outcome(
         ORIGINAL["calc_close_trade_value"], trade, 1.0)
     assert FAST["calc_close_trade_value"](trade, 1.0) == pytest.approx(2.998)
+
+
+def test_replacements_installed_as_helpers_keep_the_fast_path(monkeypatch):
+    for name in ("calc_close_trade_value", "_calc_open_trade_value"):
+        monkeypatch.setattr(LocalTrade, name, FAST[name])
+    assert methods._inlinable(LocalTrade)
+    trade = make_trade(amount=0.37, open_rate=101.5)
+    assert_same("calc_profit_ratio", trade, 99.25, 0.2, 100.0)
+
+
+def test_registered_replacements_build_from_the_routed_original():
+    """Current Router (no `factory` yet): the adapter finds the original below the Router."""
+    trade = make_trade(amount=1.25, open_rate=3.5, is_short=True, leverage=2.0,
+                       trading_mode=TradingMode.FUTURES, funding_fees=0.01)
+    for opt in trade_math.OPTIMIZATIONS:
+        name = opt.target.rpartition(".")[2]
+        args = (trade, 1.25, 3.25) if name == "_calc_open_trade_value" else (trade, 3.25)
+        call = opt.replacement if opt.replacement is not None else opt.factory(ORIGINAL[name])
+        assert outcome(call, *args) == outcome(ORIGINAL[name], *args)
 
 
 def test_differing_ccxt_sources_leave_the_originals_in_place(monkeypatch):

@@ -33,7 +33,7 @@ Pair = tuple[int, int]
 POW10_LIMIT = 129
 POW10: tuple[int, ...] = tuple(10**i for i in range(POW10_LIMIT))
 #: Parsed floats kept at most (then the memo starts over; a miss only costs a parse).
-PARSE_CACHE_SIZE = 1 << 16
+PARSE_CACHE_SIZE = 1 << 14
 _PARSED: dict[float, Pair] = {}
 #: ``memo_get(x)``: the memoized `parse` of float `x`, or None (for callers that inline the hit).
 memo_get = _PARSED.get

@@ -101,17 +101,28 @@ def _verified_function(name: str, func: Callable) -> bool:
         return False
 
 
+_EXACT_ATTRIBUTE = "__trade_math_exact__"
+
+
+def mark_exact(func: Callable, name: str) -> Callable:
+    """Tag a trade_math replacement of ``LocalTrade.<name>`` (exact by construction)."""
+    setattr(func, _EXACT_ATTRIBUTE, name)
+    return func
+
+
 def is_verified_helper(name: str, func: object) -> bool:
     """Whether `func`, found as ``cls.<name>``, behaves as Freqtrade's verified helper.
 
-    True for Freqtrade's own function and for a Router of this plugin in front of it (Routers
-    run only exact candidates); False for anything else (a subclass override, a foreign patch,
-    even one that sets ``__wrapped__``).
+    True for Freqtrade's own function, a Router of this plugin in front of it (Routers run only
+    exact candidates) and trade_math's own replacement of it (`mark_exact`); False for anything
+    else (a subclass override, a foreign patch, even one that sets ``__wrapped__``).
     """
     from freqtrade_opt_plugin.router import is_router
 
     if not callable(func):
         return False
+    if getattr(func, _EXACT_ATTRIBUTE, None) == name:
+        return True
     if is_router(func):
         func = getattr(func, "__wrapped__", None)
         if func is None or is_router(func):

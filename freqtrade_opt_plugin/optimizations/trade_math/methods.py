@@ -17,11 +17,14 @@ What "the same" rests on, per method (the original's source in `fingerprints.SOU
 
 Inlining a helper is only correct while the trade's class uses Freqtrade's helper: a subclass
 that overrides ``calc_close_trade_value``, ``_calc_base_close`` or ``_calc_open_trade_value``, or
-a foreign patch of them, sends the call to ``wrapped``. A helper counts as Freqtrade's when the
-function it unwraps to (``__wrapped__``, which Routers set) has a verified fingerprint; the verdict
-is memoized per set of helper functions. Exceptions the original raises for bad operands (``None``
-rate or fee, NaN) are raised here too, from the same parse (``ValueError``), before any side
-effect: there is none, these methods only read the trade.
+a foreign patch of them, sends the call to ``wrapped``. A helper counts as Freqtrade's when it is
+Freqtrade's function (verified fingerprint), a Router in front of it, or one of these
+replacements (`mark_exact`); the verdict is memoized per class and helper objects.
+
+Operands are parsed exactly as `FtPrecise` parses them, whatever their type (``str()`` of an
+int, a numpy scalar, even an `FtPrecise`, which Freqtrade passes as an amount after a position
+change). An operand `Precise` rejects (``None`` rate or fee, NaN, infinity) raises the same
+``ValueError`` here; these methods only read the trade, so nothing needs undoing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from freqtrade_opt_plugin.optimizations.trade_math.exact import memo_get, parse,
 from freqtrade_opt_plugin.optimizations.trade_math.fingerprints import (
     helper_sources_verified,
     is_verified_helper,
+    mark_exact,
 )
 
 
@@ -179,7 +183,7 @@ def build_close_trade_value(wrapped: Callable) -> Callable:
                 return value
         return wrapped(self, rate, amount)
 
-    return calc_close_trade_value
+    return mark_exact(calc_close_trade_value, "calc_close_trade_value")
 
 
 def build_profit_ratio(wrapped: Callable) -> Callable:
@@ -209,7 +213,7 @@ def build_profit_ratio(wrapped: Callable) -> Callable:
             profit_ratio = ((close_trade_value / open_trade_value) - 1) * self.leverage
         return round(profit_ratio, 8)
 
-    return calc_profit_ratio
+    return mark_exact(calc_profit_ratio, "calc_profit_ratio")
 
 
 def build_open_trade_value(wrapped: Callable) -> Callable:
@@ -221,4 +225,4 @@ def build_open_trade_value(wrapped: Callable) -> Callable:
     def _calc_open_trade_value(self, amount: float, open_rate: float) -> float:
         return _open_value(self, amount, open_rate)
 
-    return _calc_open_trade_value
+    return mark_exact(_calc_open_trade_value, "_calc_open_trade_value")
