@@ -12,8 +12,9 @@
    is first checked bit for bit against the original on all inputs. Medians of CPU time per
    call over alternating repeats.
 2. A whole `Backtesting.backtest` in this process (SampleStrategy, generated offline candles,
-   10 pairs x 90 days by default): stock, with the replacements set directly on `LocalTrade`,
-   behind Routers and behind the lean sketch, alternating; the trades of every run are checked
+   10 pairs x 90 days by default): stock, stock behind Routers that run the originals (what a
+   level below `aggressive` gets), the replacements set directly on `LocalTrade`, behind Routers
+   and behind the lean sketch, alternating; the trades of every run are checked
    identical (every column, by repr).
 
     python benchmarks/bench_trade_math.py [--quick] [--repeat N] [--pairs N --days N]
@@ -238,6 +239,8 @@ def bench_backtest(args: argparse.Namespace) -> None:
             args.workspace, args.pairs, args.days, Path(tmp))
         variants = {
             "stock": dict(ORIGINAL),
+            "stock+Routers (off)": {name: routed(name, OptimizationLevel.DISABLED)
+                                    for name in NAMES},
             "replacements": {name: BUILD[name](ORIGINAL[name]) for name in NAMES},
             "replacements+Routers": {name: routed(name, OptimizationLevel.AGGRESSIVE)
                                      for name in NAMES},
@@ -284,10 +287,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--workspace", type=Path, help="existing workspace root (read only)")
     parser.add_argument("--skip-backtest", action="store_true")
+    parser.add_argument("--skip-methods", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.runs, args.pairs, args.days = 3, 1, 3, 20
-    bench_methods(args.repeat, 2000 if args.quick else None)
+    if not args.skip_methods:
+        bench_methods(args.repeat, 2000 if args.quick else None)
     if not args.skip_backtest:
         bench_backtest(args)
 

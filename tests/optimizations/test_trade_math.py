@@ -333,6 +333,6 @@ def test_registered_as_aggressive_pure_optimizations_of_each_target():
     by_target = {opt.target.rpartition(".")[2]: opt for opt in trade_math.OPTIMIZATIONS}
     assert set(by_target) == set(NAMES)
     for name, opt in by_target.items():
-        assert opt.tier.name == "AGGRESSIVE" and not opt.mutates_arguments
+        assert opt.tier.name == "AGGRESSIVE" and not opt.mutates_arguments and not opt.shadow
         assert opt.fingerprints == fingerprints.TARGETS[name]
         assert opt.target == f"freqtrade.persistence.trade_model:LocalTrade.{name}"

@@ -75,6 +75,9 @@ def _optimization(name: str, attribute: str, factory: Factory, description: str,
         description=description,
         performance_threshold=threshold,
         mutates_arguments=False,  # they only read the trade
+        # Shadow runs would deep-copy the trade (its orders, SQLAlchemy state) on a share of
+        # ~150k calls per backtest; exactness is proven by the tests instead.
+        shadow=False,
         **_factory_fields(factory, attribute),
     )
 
