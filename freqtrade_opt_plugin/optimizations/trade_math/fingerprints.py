@@ -10,9 +10,10 @@ and inlined trade helpers again per class (a subclass or foreign patch overridin
 call to the original).
 
 Recorded from Freqtrade 2026.9 with ccxt 4.5.90 (the versions the replacements were written and
-tested against). `scripts/collect_fingerprints.py` lists the three targets: once it regenerates
-`verified.py`, every release whose target source equals 2026.9's is accepted as well (its inlined
-helpers must still match, or calls go to the original).
+tested against); ccxt 4.5.76, the oldest Freqtrade 2026.9 accepts, has the same sources for every
+`PRECISE_HELPERS` entry (checked on its wheel). `scripts/collect_fingerprints.py` lists the
+three targets: once it regenerates `verified.py`, every release whose target source equals
+2026.9's is accepted as well (its inlined helpers must still match, or calls go to the original).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ PRECISE_HELPERS: dict[tuple[str, str], frozenset[str]] = {
     ("ccxt.base.precise", "Precise.mul"): frozenset({"28413b22434fc799"}),
     ("ccxt.base.precise", "Precise.add"): frozenset({"f1172d8c8c9936f3"}),
     ("ccxt.base.precise", "Precise.sub"): frozenset({"5fc719862704ad47"}),
+    ("ccxt.base.precise", "pow10"): frozenset({"5c0db9febc5f2a3c"}),
     ("ccxt.base.precise", "Precise.reduce_digits"): frozenset({"7679f45805b84d48"}),
     ("ccxt.base.precise", "Precise.__str__"): frozenset({"d69c03dd224e3bf5"}),
     ("ccxt.base.precise", "Precise.__float__"): frozenset({"8f76b2953ed08591"}),
