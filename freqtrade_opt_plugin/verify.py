@@ -526,11 +526,19 @@ def check_max_drawdown(opt: Optimization, original: Callable, inputs: Inputs) ->
             yield _check(opt, pair, variant, _compare_on_trades(opt, original, trades, **kwargs))
 
 
+def check_trade_math(opt: Optimization, original: Callable, inputs: Inputs) -> Iterator[Check]:
+    from freqtrade_opt_plugin.optimizations.trade_math.checks import check_trade_math
+
+    yield from check_trade_math(opt, original, inputs)
+
+
 CHECKERS: dict[str, Checker] = {
     TICK_SIZE_TARGET: check_tick_size,
     OHLCV_TARGET: check_ohlcv_as_lists,
     PARALLELISM_TARGET: check_trade_parallelism,
     DRAWDOWN_TARGET: check_max_drawdown,
+    **{f"freqtrade.persistence.trade_model:LocalTrade.{name}": check_trade_math
+       for name in ("calc_profit_ratio", "calc_close_trade_value", "_calc_open_trade_value")},
 }
 
 

@@ -336,3 +336,27 @@ def test_registered_as_aggressive_pure_optimizations_of_each_target():
         assert opt.tier.name == "AGGRESSIVE" and not opt.mutates_arguments and not opt.shadow
         assert opt.fingerprints == fingerprints.TARGETS[name]
         assert opt.target == f"freqtrade.persistence.trade_model:LocalTrade.{name}"
+
+
+def test_verify_checks_each_method_on_the_users_trades():
+    import dataclasses
+
+    from freqtrade_opt_plugin import verify
+
+    frame = load_backtest_data(BACKTEST_RESULT)
+    pairs = sorted(frame["pair"].unique())[:2]
+    inputs = verify.Inputs(config={"trading_mode": "spot", "exchange": {"name": "binance"}},
+                           pairs=pairs, timeframe="5m", candles={}, timerange=None, startup=0,
+                           trades=frame[frame["pair"].isin(pairs)], trades_source="export")
+    report = verify.verify(inputs, trade_math.OPTIMIZATIONS)
+    assert {c.status for c in report.checks} == {verify.EXACT}
+    assert {c.pair for c in report.checks} == {verify.ALL_PAIRS, *pairs}
+
+    opt = trade_math.OPTIMIZATIONS[0]
+    fields = {"replacement": lambda self, rate, *a: 0.1}
+    if hasattr(opt, "factory"):  # the Router contract: exactly one of replacement / factory
+        fields["factory"] = None
+    wrong = dataclasses.replace(opt, **fields)
+    report = verify.verify(inputs, [wrong])
+    assert {c.status for c in report.checks} == {verify.DIFFERENT}
+    assert "instead of" in report.checks[0].detail
