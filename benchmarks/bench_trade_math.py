@@ -12,10 +12,10 @@
    is first checked bit for bit against the original on all inputs. Medians of CPU time per
    call over alternating repeats.
 2. A whole `Backtesting.backtest` in this process (SampleStrategy, generated offline candles,
-   10 pairs x 90 days by default): stock, stock behind Routers that run the originals (what a
-   level below `aggressive` gets), the replacements set directly on `LocalTrade`, behind Routers
-   and behind the lean sketch, alternating; the trades of every run are checked
-   identical (every column, by repr).
+   10 pairs x 90 days by default): stock; stock behind Routers that run the originals (what a
+   level below `aggressive` gets), also without the Router on `calc_close_trade_value`; the
+   replacements set directly on `LocalTrade`, behind Routers and behind the lean sketch;
+   alternating. The trades of every run are checked identical (every column, by repr).
 
     python benchmarks/bench_trade_math.py [--quick] [--repeat N] [--pairs N --days N]
                                           [--workspace DIR]  (an existing workspace, read only)
@@ -241,11 +241,16 @@ def bench_backtest(args: argparse.Namespace) -> None:
             "stock": dict(ORIGINAL),
             "stock+Routers (off)": {name: routed(name, OptimizationLevel.DISABLED)
                                     for name in NAMES},
+            "stock+2 Routers (off)": {  # without the one on calc_close_trade_value
+                name: routed(name, OptimizationLevel.DISABLED) if name != NAMES[1]
+                else ORIGINAL[name] for name in NAMES},
             "replacements": {name: BUILD[name](ORIGINAL[name]) for name in NAMES},
             "replacements+Routers": {name: routed(name, OptimizationLevel.AGGRESSIVE)
                                      for name in NAMES},
             "replacements+lean (*)": {name: lean_routed(name) for name in NAMES},
         }
+        if args.variants:
+            variants = {label: variants[label] for label in ["stock", *args.variants]}
         times: dict[str, list[float]] = {label: [] for label in variants}
         reference = None
         for _ in range(args.runs):
@@ -288,6 +293,7 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="existing workspace root (read only)")
     parser.add_argument("--skip-backtest", action="store_true")
     parser.add_argument("--skip-methods", action="store_true")
+    parser.add_argument("--variants", nargs="*", help="whole-backtest variants besides stock")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.runs, args.pairs, args.days = 3, 1, 3, 20
