@@ -17,8 +17,9 @@
    replacements set directly on `LocalTrade`, behind Routers and behind the lean sketch;
    alternating. The trades of every run are checked identical (every column, by repr).
 
-    python benchmarks/bench_trade_math.py [--quick] [--repeat N] [--pairs N --days N]
-                                          [--workspace DIR]  (an existing workspace, read only)
+    python benchmarks/bench_trade_math.py [--quick] [--repeat N] [--runs N] [--pairs N --days N]
+        [--workspace DIR (an existing workspace, read only)] [--skip-methods] [--skip-backtest]
+        [--variants LABEL ...]
 """
 
 from __future__ import annotations
