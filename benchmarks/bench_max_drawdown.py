@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 from freqtrade.data.btanalysis import load_backtest_data
 
-from freqtrade_opt_plugin.optimizations.max_drawdown import calculate_max_drawdown
+from freqtrade_opt_plugin.optimizations.max_drawdown import OPTIMIZATION
 
 
 ORIGINAL = inspect.unwrap(target_module.calculate_max_drawdown)
+calculate_max_drawdown = OPTIMIZATION.build(ORIGINAL)
 EXPORT = Path(__file__).resolve().parents[1] / "tests" / "data" / "backtest-result.json"
 CASES = {
     "report abs": {"value_col": "profit_abs", "starting_balance": 1000},

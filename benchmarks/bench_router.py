@@ -1,8 +1,9 @@
 """Per-call overhead of the Router: a trivial function called bare and through its Router.
 
 Reports medians (ns per call) for the original path (level disabled), the optimized path
-(100% rollout), a 50% rollout, and the optimized path of an optimization that mutates its
-arguments (the Router then snapshots the DataFrame argument), each minus the bare call.
+(100% rollout), a 50% rollout, the optimized path of an optimization that mutates its
+arguments (the Router then snapshots the DataFrame argument), and two candidates on one target
+(the outer one off by its flag; the outer one on, calling `wrapped`), each minus the bare call.
 Usage: python benchmarks/bench_router.py [--calls N] [--repeat N]
 """
 
@@ -40,6 +41,25 @@ def routed(level: OptimizationLevel, percentage: int = 100, mutates: bool = Fals
     return make_router(opt, target, flags, Monitor(MonitorSettings(persist=False)))
 
 
+def chained(outer_enabled: bool):
+    """Two candidates on one target: an outer one (a cache in front) passing every call to
+    `wrapped`, and the inner one; `outer_enabled=False` switches the outer one off by its flag."""
+    def passing(wrapped):
+        def replacement(frame, value):
+            return wrapped(frame, value)
+        return replacement
+
+    outer = Optimization(name="outer", target="m:target", factory=passing, priority=100,
+                         tier=OptimizationLevel.CONSERVATIVE, fingerprints={},
+                         mutates_arguments=False)
+    inner = Optimization(name="inner", target="m:target", replacement=target,
+                         tier=OptimizationLevel.CONSERVATIVE, fingerprints={},
+                         mutates_arguments=False)
+    flags = Flags([outer, inner], Settings(level=OptimizationLevel.STANDARD,
+                                           enabled={"outer": outer_enabled}))
+    return make_router([outer, inner], target, flags, Monitor(MonitorSettings(persist=False)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=20_000)
@@ -51,6 +71,8 @@ def main() -> None:
         "optimized path (100%)": routed(OptimizationLevel.STANDARD),
         "rollout 50%": routed(OptimizationLevel.STANDARD, 50),
         "optimized + snapshot": routed(OptimizationLevel.STANDARD, mutates=True),
+        "2 candidates, outer off": chained(False),
+        "2 candidates, outer->inner": chained(True),
     }
     samples: dict[str, list[float]] = {name: [] for name in ["bare", *variants]}
     for _ in range(args.repeat):

@@ -32,7 +32,7 @@ from freqtrade_opt_plugin.optimizations import tick_size as optimized_module
 
 
 ORIGINAL = inspect.unwrap(target_module.get_tick_size_over_time)
-OPTIMIZED = optimized_module.get_tick_size_over_time
+OPTIMIZED = optimized_module.OPTIMIZATION.build(ORIGINAL)
 BASE_ROWS = 30 * 24 * 12  # 30 days of 5m candles
 YEAR_ROWS = 365 * 24 * 12
 DATA = Path(__file__).parents[1] / "tests" / "data"

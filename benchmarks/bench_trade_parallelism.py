@@ -27,10 +27,11 @@ from freqtrade.data.btanalysis import load_backtest_data
 from freqtrade.exchange import timeframe_to_seconds
 from pandas.testing import assert_frame_equal
 
-from freqtrade_opt_plugin.optimizations.trade_parallelism import analyze_trade_parallelism
+from freqtrade_opt_plugin.optimizations.trade_parallelism import OPTIMIZATION
 
 
 ORIGINAL = inspect.unwrap(target_module.analyze_trade_parallelism)
+analyze_trade_parallelism = OPTIMIZATION.build(ORIGINAL)
 EXPORT = Path(__file__).resolve().parents[1] / "tests" / "data" / "backtest-result.json"
 
 

@@ -4,15 +4,19 @@
 a Router at every target whose module is imported (others follow when their module is imported).
 Every place a Freqtrade module bound the original (``from x import f``) is rebound too.
 `deactivate()` puts the exact original objects back.
+At a target whose candidates are all hot (`hot_router`) the original itself stays bound while none
+of them is on, and the Router is bound whenever one is (`_bind_hot`, run on every flag change).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import logging
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -22,8 +26,8 @@ import pluggy
 from freqtrade_opt_plugin import _autoload, hookspecs, monitor, settings
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.paths import remember_user_data_dir
-from freqtrade_opt_plugin.registry import Optimization, fingerprint
-from freqtrade_opt_plugin.router import is_router, make_router
+from freqtrade_opt_plugin.registry import Optimization, fingerprint, ordered, verified_versions
+from freqtrade_opt_plugin.router import candidates_of, is_router, make_router
 
 
 logger = logging.getLogger(__name__)
@@ -56,6 +60,9 @@ class TargetState:
     fingerprint: str | None = None
 
 
+_PENDING = TargetState()
+
+
 @dataclass
 class Activation:
     plugin_manager: pluggy.PluginManager
@@ -65,6 +72,7 @@ class Activation:
     targets: dict[str, TargetState] = field(default_factory=dict)
     patches: list[Patch] = field(default_factory=list)
     routed: dict[int, Any] = field(default_factory=dict)  # id(original) -> router
+    hot: list[tuple[Any, Any]] = field(default_factory=list)  # (router, original), all-hot targets
     reported: set[str] = field(default_factory=set)
 
 
@@ -179,9 +187,8 @@ def _verify(state: Activation, opt: Optimization, original: Any) -> TargetState:
         found = fingerprint(original)
     except (OSError, TypeError) as exc:
         return TargetState(verified=False, detail=f"source unavailable ({exc}); not patched")
-    versions = sorted((v for v, fp in opt.fingerprints.items() if fp == found), key=_version_key)
-    if versions:
-        shown = versions[0] if len(versions) == 1 else f"{versions[0]} .. {versions[-1]}"
+    shown = verified_versions(opt.fingerprints, found)
+    if shown:
         return TargetState(verified=True, fingerprint=found,
                            detail=f"source verified (same as freqtrade {shown})")
     detail = f"source differs from every verified version (fingerprint {found})"
@@ -192,10 +199,6 @@ def _verify(state: Activation, opt: Optimization, original: Any) -> TargetState:
         return TargetState(verified=False, fingerprint=found,
                            detail=detail + "; patched anyway (allow_unverified)")
     return TargetState(verified=False, fingerprint=found, detail=detail + "; not patched")
-
-
-def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
 def _rebind(state: Activation, module: ModuleType) -> None:
@@ -215,37 +218,83 @@ def _freqtrade_modules() -> list[ModuleType]:
             if m is not None and (n == "freqtrade" or n.startswith("freqtrade."))]
 
 
-def _install(state: Activation, opt: Optimization) -> None:
-    current = state.targets.get(opt.name)
-    if current is not None and (current.installed or current.verified is not None):
-        return
-    resolved = _resolve(opt.target)
+def _install(state: Activation, target: str, candidates: list[Optimization]) -> None:
+    """Install one Router at `target` holding every candidate whose source check passes."""
+    if any(state.targets.get(opt.name, _PENDING).verified is not None for opt in candidates):
+        return  # already handled (the candidates of one target are handled together)
+    resolved = _resolve(target)
     if resolved is None:
         return
     owner, attribute, original = resolved
     if original is None or not inspect.isfunction(original):
-        state.targets[opt.name] = TargetState(
-            verified=False, detail=f"{opt.target} is not a plain function here; not patched")
+        for opt in candidates:
+            state.targets[opt.name] = TargetState(
+                verified=False, detail=f"{target} is not a plain function here; not patched")
         return
     if is_router(original):
-        state.targets[opt.name] = TargetState(verified=False, detail="already routed elsewhere")
+        for opt in candidates:
+            state.targets[opt.name] = TargetState(verified=False,
+                                                  detail="already routed elsewhere")
         return
-    target_state = _verify(state, opt, original)
-    state.targets[opt.name] = target_state
-    if not target_state.verified and not state.flags.settings.allow_unverified:
-        logger.info("freqtrade-opt: '%s' not patched: %s", opt.name, target_state.detail)
+    chosen = []
+    for opt in candidates:
+        target_state = _verify(state, opt, original)
+        state.targets[opt.name] = target_state
+        if target_state.verified or state.flags.settings.allow_unverified:
+            chosen.append(opt)
+        else:
+            logger.info("freqtrade-opt: '%s' not patched: %s", opt.name, target_state.detail)
+    if not chosen:
         return
-    router = make_router(opt, original, state.flags, monitor.get_monitor())
+
+    def build_failed(opt: Optimization, exc: Exception) -> None:
+        detail = f"its factory raised {type(exc).__name__}: {exc}; not patched"
+        logger.warning("freqtrade-opt: '%s' not patched: %s", opt.name, detail)
+        state.targets[opt.name] = TargetState(verified=state.targets[opt.name].verified,
+                                              fingerprint=state.targets[opt.name].fingerprint,
+                                              detail=detail)
+        chosen.remove(opt)
+
+    try:
+        router = make_router(list(chosen), original, state.flags, monitor.get_monitor(),
+                             on_build_error=build_failed)
+    except ValueError:
+        return  # every factory failed
     setattr(owner, attribute, router)
     state.patches.append(Patch(owner, attribute, original, router))
     state.routed[id(original)] = router
-    target_state.installed = True
-    monitor.get_monitor().watch(opt, on_fail=state.flags.disable)
+    if all(opt.hot for opt in chosen):
+        state.hot.append((router, original))
+    for opt in chosen:
+        state.targets[opt.name].installed = True
+        monitor.get_monitor().watch(opt, on_fail=state.flags.disable)
     if inspect.ismodule(owner):
         for module in _freqtrade_modules():
             if module is not owner:
                 _rebind(state, module)
-    logger.debug("freqtrade-opt: routed %s (%s)", opt.target, target_state.detail)
+    logger.debug("freqtrade-opt: routed %s through %s", target,
+                 ", ".join(f"{opt.name} ({state.targets[opt.name].detail})" for opt in chosen))
+
+
+def _bind_hot(state: Activation) -> None:
+    """At every all-hot target bind its Router if one of its candidates is on, else the original
+    (everywhere the Router was installed; a binding somebody else changed is left alone)."""
+    decisions = state.flags.decisions
+    for router, original in state.hot:
+        on = any(decisions[opt.name].active for opt in candidates_of(router)
+                 if opt.name in decisions)
+        wanted, unwanted = (router, original) if on else (original, router)
+        for patch in state.patches:
+            if patch.replacement is router and inspect.getattr_static(
+                patch.owner, patch.attribute, None
+            ) is unwanted:
+                setattr(patch.owner, patch.attribute, wanted)
+
+
+def _flags_changed(state: Activation) -> None:
+    with _lock:
+        if _active is state:
+            _bind_hot(state)
 
 
 def _observe_config(state: Activation) -> None:
@@ -268,9 +317,18 @@ def _observe_config(state: Activation) -> None:
     state.patches.append(Patch(owner, attribute, original, __init__))
 
 
+def by_target(optimizations: Iterable[Optimization]) -> dict[str, list[Optimization]]:
+    """Optimizations grouped by target, each group outermost first (see `registry.ordered`)."""
+    groups: dict[str, list[Optimization]] = {}
+    for opt in optimizations:
+        groups.setdefault(opt.target, []).append(opt)
+    return {target: ordered(group) for target, group in groups.items()}
+
+
 def _install_all(state: Activation) -> None:
-    for opt in state.optimizations.values():
-        _install(state, opt)
+    for target, candidates in by_target(state.optimizations.values()).items():
+        _install(state, target, candidates)
+    _bind_hot(state)
     _observe_config(state)
 
 
@@ -303,6 +361,7 @@ def activate() -> Activation | None:
             flags = Flags(optimizations.values(), plugin_settings, _persisted_disabled(),
                           on_disable=_persist_disable)
             _active = Activation(pm, optimizations, flags, plugin_errors=errors)
+            flags.subscribe(functools.partial(_flags_changed, _active))
             monitor.get_monitor().set_status_provider(_monitor_status)
             _report_problems(_active, plugin_settings.problems)
             _autoload.install()
@@ -322,6 +381,7 @@ def modules_imported(modules: list[ModuleType]) -> None:
         _install_all(state)
         for module in modules:
             _rebind(state, module)
+        _bind_hot(state)
 
 
 def deactivate() -> None:

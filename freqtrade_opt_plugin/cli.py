@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "freqtrade_opt_plugin.cache.commands",
     "freqtrade_opt_plugin.demo",
     "freqtrade_opt_plugin.bench",
+    "freqtrade_opt_plugin.microbench",
     "freqtrade_opt_plugin.template",
     "freqtrade_opt_plugin.verify",
 )

@@ -27,6 +27,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def freqtrade_opt_register_optimizations() -> list[Optimization]:
     """Return the `Optimization` records this plugin provides.
 
+    Each record brings everything about its optimization: the `factory` (or plain
+    `replacement`), `priority` among the optimizations on the same target, the verified
+    `fingerprints`, and its `verify_case` / `bench_case` (see `registry.Optimization`).
     Called once per process, when the first Freqtrade module with a target is imported. Import
     heavy dependencies inside the implementation, not at module level. A plugin that raises here
     is skipped (logged); the others still load.

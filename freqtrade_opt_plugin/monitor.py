@@ -349,6 +349,7 @@ class Monitor:
         self._status_provider: Callable[[], dict[str, Any]] | None = None
         self._record_failed = False
         self._last_gate_ratio: dict[str, float] = {}
+        self._drains: list[Callable[[bool], None]] = []  # hot Routers' untimed calls
 
     # -- the hot path ----------------------------------------------------------------------------
 
@@ -361,10 +362,17 @@ class Monitor:
         error: bool = False,
         fallback: bool = False,
         peak_bytes: int | None = None,
+        calls: int = 1,
+        timed: bool = True,
     ) -> None:
         """Count one call of `name` on `path` ("optimized" or "original"). Never raises.
 
         `peak_bytes`: the peak traced allocation of a memory-sampled call (see the module doc).
+        `calls` > 1 (sampled recording, see `hot_router`): this record stands for `calls` calls
+        of which one took `seconds`: `calls` counts them all, `total_seconds` grows by
+        ``seconds * calls`` (an extrapolation), the timing statistics get the one sample.
+        `timed=False`: the calls were not timed (`seconds` is an estimate per call): counted in
+        `calls` and `total_seconds` only.
         Lock-free: each thread counts in its own table (merged when read or flushed).
         """
         try:
@@ -375,13 +383,15 @@ class Monitor:
             stats = table.get((name, path))
             if stats is None:
                 stats = self._new_stats(table, name, path)
-            stats.calls += 1
-            stats.total_seconds += seconds
+            stats.calls += calls
+            stats.total_seconds += seconds * calls if calls != 1 else seconds
             if error:
                 stats.errors += 1
             if fallback:
                 stats.fallbacks += 1
-            if peak_bytes is not None:
+            if not timed:
+                pass
+            elif peak_bytes is not None:
                 stats.mem_samples += 1
                 stats.mem_peak_sum += peak_bytes
                 if peak_bytes > stats.mem_peak_max:
@@ -450,8 +460,22 @@ class Monitor:
         stats = table[(name, path)] = PathStats(self._window)
         return stats
 
+    def add_drain(self, drain: Callable[[bool], None]) -> None:
+        """Register a sampled recorder's `drain(discard)`: it records the calls it counted but
+        has not recorded yet (or, with ``discard=True`` in a forked child, forgets them). Called
+        before every read of the counters (views, flush), so sampled counts stay exact."""
+        self._drains.append(drain)
+
+    def _drain(self, discard: bool = False) -> None:
+        for drain in list(self._drains):
+            try:
+                drain(discard)
+            except Exception:
+                logger.debug("freqtrade-opt: a telemetry drain failed", exc_info=True)
+
     def _items(self) -> list[tuple[str, str, PathStats]]:
         """(name, path, stats) of every thread's table."""
+        self._drain()
         with self._lock:
             tables = list(self._tables)
         out = []
@@ -482,6 +506,7 @@ class Monitor:
 
     def reset(self, name: str | None = None) -> None:
         """Forget this process's stats of `name` (or all), without touching the store."""
+        self._drain()  # pending sampled calls belong to the stats being forgotten (or kept)
         with self._lock:
             tables = list(self._tables)
         for table in tables:
@@ -662,6 +687,7 @@ class Monitor:
         self._mem_counts = {}
         self._mem_spent = {}
         self._mem_factor = {}
+        self._drain(discard=True)  # the parent records its own pending calls
         self._last_flush = _monotonic()
         self.owns_run = False  # the child belongs to its parent's run
         self._run_exported = False

@@ -43,6 +43,15 @@ Source = Literal["default", "config", "env"]
 # Prefixes of variables that belong to other parts (besides GlobalSettings' own fields).
 RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_")
 
+#: Older switches of one optimization, kept as documented aliases of ``FREQTRADE_OPT_<NAME>``:
+#: env variable -> (optimization, key of the config section's ``cache`` object). As before they
+#: only switch off: ``false`` (or an invalid value) turns the optimization off, ``true`` leaves it
+#: to the level. The new switch wins when both are set. Using one logs a deprecation warning once.
+DEPRECATED_SWITCHES: dict[str, tuple[str, str]] = {
+    "FREQTRADE_OPT_CACHE_BACKTESTS": ("backtest_cache", "backtests"),
+    "FREQTRADE_OPT_CACHE_INDICATORS": ("indicator_cache", "indicators"),
+}
+
 
 _problems: ContextVar[list[str] | None] = ContextVar("_problems", default=None)
 
@@ -254,6 +263,7 @@ def load_settings(section: Any = None, names: Iterable[str] = ()) -> Settings:
         problems.append(f"env {key}: unknown optimization '{base.lower()}'; known: "
                         f"{', '.join(names) or 'none'}")
 
+    _apply_deprecated_switches(section, names, enabled, invalid, sources, problems)
     for name, problem in invalid.items():
         problems.append(f"{problem}; '{name}' runs the original")
     return Settings(
@@ -268,6 +278,42 @@ def load_settings(section: Any = None, names: Iterable[str] = ()) -> Settings:
         sources=sources,
         problems=tuple(problems),
     )
+
+
+def _apply_deprecated_switches(
+    section: Mapping[str, Any],
+    names: list[str],
+    enabled: dict[str, bool],
+    invalid: dict[str, str],
+    sources: dict[str, Source],
+    problems: list[str],
+) -> None:
+    """Apply the `DEPRECATED_SWITCHES` that are set (env first, then config), unless the
+    optimization's own switch is set or its setting is already invalid."""
+    cache_section = section.get("cache")
+    for var, (name, key) in DEPRECATED_SWITCHES.items():
+        if name not in names:
+            continue
+        new_var = ENV_PREFIX + name.upper()
+        if var in os.environ:
+            raw: Any = os.environ[var]
+            where, source = f"env {var}", "env"
+        elif isinstance(cache_section, Mapping) and key in cache_section:
+            raw = cache_section[key]
+            where, source = f"config '{CONFIG_KEY}.cache.{key}'", "config"
+        else:
+            continue
+        problems.append(f"{where} is deprecated: use {new_var} (or config '{CONFIG_KEY}."
+                        f"optimizations.{name}.enabled'); it still switches '{name}' off")
+        if name in enabled or name in invalid:
+            continue  # the optimization's own switch wins
+        try:
+            on = _BOOL.validate_python(raw.strip() if isinstance(raw, str) else raw)
+        except ValidationError:
+            invalid[name] = f"{where}={raw!r} is invalid; accepted: true or false"
+            continue
+        if not on:
+            enabled[name], sources[f"{name}.enabled"] = False, source
 
 
 def section_from_environment() -> Any:

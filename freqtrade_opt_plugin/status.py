@@ -48,6 +48,8 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
             "name": opt.name,
             "target": opt.target,
             "tier": opt.tier.name.lower(),
+            "priority": opt.priority,
+            "switch": opt.env_name,
             "description": opt.description,
         }
         if state is None:

@@ -2,27 +2,21 @@
 
 For each registered optimization -- also one whose target's source no longer matches a verified
 fingerprint, so a drifted Freqtrade can be checked on demand -- the original (``inspect.unwrap`` of
-the target, which skips an installed Router) and the replacement (``opt.replacement``, never
-through a Router) run side by side on fresh copies of the same inputs. Compared exactly with
-`equality.first_difference`: the returned object and every argument after the call.
+the target, which skips an installed Router) and the replacement (``opt.build(original)``: its
+factory with the original as `wrapped`, never through a Router) run side by side on fresh copies
+of the same inputs. Compared exactly with `equality.first_difference`: the returned object and
+every argument after the call.
 
-Inputs, from the user's own Freqtrade config (``Configuration``, as ``freqtrade backtesting`` reads
-it) and downloaded data (``history.load_data`` with their datadir, timeframe, timerange, pairs and
-the strategy's startup candles):
-
-* ``get_tick_size_over_time``: per pair, on the loaded candles.
-* ``Backtesting._get_ohlcv_as_lists``: on the strategy's analyzed frames (indicators computed by
-  the user's strategy on the candles as Backtesting prepares them). The method only touches the
-  strategy, a DataProvider, the config, timeframe, timerange, startup count, progress and abort
-  flag, so it runs on a Backtesting built from exactly those pieces (``Backtesting.__new__``), one
-  per path. This needs no exchange and so works offline; a full ``Backtesting(config)`` would add
-  an exchange object (markets from the network) the method never uses. Per pair: the rows, the
-  frame left in ``processed`` and the DataProvider cache; the progress updates for the whole call.
-* ``analyze_trade_parallelism`` and ``calculate_max_drawdown``: on the trades of a quick backtest
-  of the same data (a real ``Backtesting(config)``: needs the exchange's markets, so normally the
-  network), else on the most recent result in the backtest results directory, else skipped with a
-  note. Per pair and for all pairs; the drawdown with the argument sets Freqtrade's reports and
-  hyperopt losses use.
+What each optimization is checked on is its own `registry.VerifyCase` (``opt.verify_case``; an
+optimization without one uses the case of another on the same target): a generator that gets a
+`Subject` (the optimization, the original, the replacement, and `Subject.compare`, which runs both
+on deep copies of the same arguments and compares result and arguments) and the `Inputs`, loaded
+from the user's own Freqtrade config (``Configuration``, as ``freqtrade backtesting`` reads it)
+and downloaded data (``history.load_data`` with their datadir, timeframe, timerange, pairs and the
+strategy's startup candles): the candles, the strategy, and the trades of a quick backtest of the
+same data (a real ``Backtesting(config)``: needs the exchange's markets, so normally the network),
+else of the most recent result in the backtest results directory (``Inputs.trades_problem``
+says why there are none). An optimization with no case at all is reported as skipped.
 
 The command deactivates the plugin in its own process first, so the quick backtest is stock
 Freqtrade and nothing is recorded in the telemetry store. Exit code 1 on any difference, 2 when
@@ -46,16 +40,17 @@ from typing import Any
 import pandas as pd
 
 from freqtrade_opt_plugin.equality import first_difference
-from freqtrade_opt_plugin.registry import Optimization, fingerprint
+from freqtrade_opt_plugin.registry import (
+    Optimization,
+    VerifyCase,
+    case_of,
+    fingerprint,
+    verified_versions,
+)
 from freqtrade_opt_plugin.router import is_router
 
 
 logger = logging.getLogger(__name__)
-
-TICK_SIZE_TARGET = "freqtrade.data.btanalysis.historic_precision:get_tick_size_over_time"
-OHLCV_TARGET = "freqtrade.optimize.backtesting:Backtesting._get_ohlcv_as_lists"
-PARALLELISM_TARGET = "freqtrade.data.btanalysis.trade_parallelism:analyze_trade_parallelism"
-DRAWDOWN_TARGET = "freqtrade.data.metrics:calculate_max_drawdown"
 
 ALL_PAIRS = "all pairs"
 EXACT, DIFFERENT, SKIPPED = "exact", "different", "skipped"
@@ -129,6 +124,24 @@ class Inputs:
     missing_pairs: list[str] = field(default_factory=list)  # asked for, but no candles
     starting_balance: float = 0.0
     stock_frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # after stock tick size
+
+    def trades_problem(self) -> str | None:
+        """Why there are no trades to check on, or None."""
+        if self.trades is None:
+            return f"no trades to check on: {self.trades_source}"
+        if self.trades.empty:
+            return f"no trades in {self.trades_source}"
+        return None
+
+    def trade_scopes(self) -> Iterator[tuple[str, pd.DataFrame]]:
+        """All trades (`ALL_PAIRS`), then each pair's trades (pairs with trades only)."""
+        trades = self.trades
+        assert trades is not None
+        yield ALL_PAIRS, trades
+        for pair in self.pairs:
+            subset = trades[trades["pair"] == pair]
+            if len(subset):
+                yield pair, subset
 
 
 def load_config(args: dict[str, Any]) -> dict[str, Any]:
@@ -281,14 +294,14 @@ class Outcome:
     error: BaseException | None = None
 
 
-def _call(func: Callable, *args: Any, **kwargs: Any) -> Outcome:
+def call(func: Callable, *args: Any, **kwargs: Any) -> Outcome:
     try:
         return Outcome(result=func(*args, **kwargs))
     except Exception as exc:  # compared with the other path's
         return Outcome(error=exc)
 
 
-def _outcome_difference(got: Outcome, expected: Outcome, where: str = "result") -> str | None:
+def outcome_difference(got: Outcome, expected: Outcome, where: str = "result") -> str | None:
     """Where the optimized outcome differs from the original's (exceptions included), or None."""
     if expected.error is not None or got.error is not None:
         if got.error is None:
@@ -304,7 +317,7 @@ def _outcome_difference(got: Outcome, expected: Outcome, where: str = "result") 
     return first_difference(got.result, expected.result, where)
 
 
-def _status(difference: str | None, both_raised: BaseException | None = None) -> tuple[str, str]:
+def status_of(difference: str | None, both_raised: BaseException | None = None) -> tuple[str, str]:
     if difference is not None:
         return DIFFERENT, difference
     if both_raised is not None:
@@ -321,233 +334,77 @@ def resolve_original(target: str) -> Callable:
     return inspect.unwrap(owner, stop=lambda f: not is_router(f))
 
 
-def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
-
-
 def source_status(opt: Optimization, original: Callable) -> str:
     try:
         found = fingerprint(original)
     except (OSError, TypeError) as exc:
         return f"source unavailable ({exc})"
-    versions = sorted((v for v, fp in opt.fingerprints.items() if fp == found), key=_version_key)
-    if versions:
-        shown = versions[0] if len(versions) == 1 else f"{versions[0]} .. {versions[-1]}"
+    shown = verified_versions(opt.fingerprints, found)
+    if shown:
         return f"source verified (same as freqtrade {shown})"
     return f"source differs from every verified version (fingerprint {found}): checked anyway"
 
 
-# --- the checks, one generator per target ---------------------------------------------------------
+# --- one optimization under check (what a `VerifyCase` gets) -------------------------------------
 
-Checker = Callable[[Optimization, Callable, Inputs], Iterator[Check]]
+@dataclass
+class Comparison:
+    """Both paths run on fresh deep copies of the same arguments."""
 
+    expected: Outcome
+    got: Outcome
+    expected_args: tuple[tuple, dict]  # the original's copies, after its call
+    got_args: tuple[tuple, dict]
+    difference: str | None
 
-def _check(opt: Optimization, pair: str, variant: str, status: tuple[str, str]) -> Check:
-    return Check(opt.name, opt.qualname, pair, variant, *status)
-
-
-def check_tick_size(opt: Optimization, original: Callable, inputs: Inputs) -> Iterator[Check]:
-    for pair in inputs.pairs:
-        expected_frame = inputs.candles[pair].copy(deep=True)
-        got_frame = inputs.candles[pair].copy(deep=True)
-        expected = _call(original, expected_frame)
-        got = _call(opt.replacement, got_frame)
-        difference = _outcome_difference(got, expected) or first_difference(
-            got_frame, expected_frame, "candles after the call")
-        if expected.error is None:
-            inputs.stock_frames.setdefault(pair, expected_frame)
-        yield _check(opt, pair, "", _status(difference, expected.error))
+    @property
+    def status(self) -> tuple[str, str]:
+        return status_of(self.difference, self.expected.error)
 
 
-class _RecordingProgress:
-    """Stands in for Backtesting's progress bar: records each update."""
+@dataclass
+class Subject:
+    """One optimization under check: Freqtrade's `original` and `optimized`, the replacement
+    built in front of it (``opt.build(original)``)."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
+    opt: Optimization
+    original: Callable
+    optimized: Callable
 
-    def update(self, task: Any, **kwargs: Any) -> None:
-        self.calls.append((task, sorted((key, repr(value)) for key, value in kwargs.items())))
+    def check(self, pair: str, variant: str, status: tuple[str, str]) -> Check:
+        return Check(self.opt.name, self.opt.qualname, pair, variant, *status)
 
+    def skip(self, reason: str, pair: str = "-", variant: str = "") -> Check:
+        return self.check(pair, variant, (SKIPPED, reason))
 
-def _backtesting_for(inputs: Inputs, strategy: Any) -> Any:
-    """A Backtesting with exactly the state `_get_ohlcv_as_lists` reads (no exchange)."""
-    from freqtrade.data.dataprovider import DataProvider
-    from freqtrade.optimize.backtesting import Backtesting
-
-    bt = Backtesting.__new__(Backtesting)
-    bt.config = inputs.config
-    bt.strategy = strategy
-    bt.dataprovider = DataProvider(inputs.config, None)
-    strategy.dp = bt.dataprovider
-    bt.timeframe = inputs.timeframe
-    bt.timerange = copy.deepcopy(inputs.timerange)
-    bt.required_startup = inputs.startup
-    bt.progress = _RecordingProgress()
-    bt._progress_task_overall = "overall"
-    bt._progress_task = "detail"
-    bt.abort = False
-    return bt
-
-
-def _run_ohlcv(func: Callable, inputs: Inputs, strategy: Any, processed: dict) -> dict[str, Any]:
-    processed = copy.deepcopy(processed)
-    bt = _backtesting_for(inputs, strategy)
-    outcome = _call(func, bt, processed)
-    cache = getattr(bt.dataprovider, "_DataProvider__cached_pairs", {})
-    return {
-        "outcome": outcome,
-        "processed": processed,
-        "cache": {key[0]: frame for key, (frame, _) in cache.items()},
-        "progress": bt.progress.calls,
-    }
+    def compare(self, *args: Any, label: str = "arguments after the call",
+                **kwargs: Any) -> Comparison:
+        """Run both paths on deep copies of the arguments; compare their outcomes (result or
+        exception) and then every argument after the call (`label` names them)."""
+        expected_args = copy.deepcopy((args, kwargs))
+        got_args = copy.deepcopy((args, kwargs))
+        expected = call(self.original, *expected_args[0], **expected_args[1])
+        got = call(self.optimized, *got_args[0], **got_args[1])
+        difference = outcome_difference(got, expected)
+        single = len(args) == 1
+        for i, (mine, theirs) in enumerate(zip(got_args[0], expected_args[0], strict=True)):
+            if difference is None:
+                where = label if single else f"{label} (argument {i + 1})"
+                difference = first_difference(mine, theirs, where)
+        for key in kwargs:
+            if difference is None:
+                difference = first_difference(got_args[1][key], expected_args[1][key],
+                                              f"{label} ({key}=)")
+        return Comparison(expected, got, expected_args, got_args, difference)
 
 
-def _stock_frames(inputs: Inputs) -> dict[str, pd.DataFrame]:
-    """The candles as Backtesting hands them to the strategy (after the stock tick size)."""
-    missing = [pair for pair in inputs.pairs if pair not in inputs.stock_frames]
-    if missing:
-        tick_size = resolve_original(TICK_SIZE_TARGET)
-        for pair in missing:
-            frame = inputs.candles[pair].copy(deep=True)
-            tick_size(frame)
-            inputs.stock_frames[pair] = frame
-    return {pair: inputs.stock_frames[pair] for pair in inputs.pairs}
-
-
-def _timestamp_difference(got: list, expected: list) -> str | None:
-    """Unit and time zone of the rows' dates (equal Timestamps may still differ in those)."""
-    for i, (row, row2) in enumerate(zip(got, expected, strict=False)):
-        a, b = row[0], row2[0]
-        if isinstance(a, pd.Timestamp) and (a.unit != b.unit or str(a.tz) != str(b.tz)):
-            return f"rows[{i}][0]: Timestamp unit/tz {a.unit}/{a.tz} != {b.unit}/{b.tz}"
-    return None
-
-
-def check_ohlcv_as_lists(opt: Optimization, original: Callable, inputs: Inputs
-                         ) -> Iterator[Check]:
-    if inputs.strategy is None:
-        yield _check(opt, "-", "", (SKIPPED, inputs.strategy_problem or "no strategy"))
-        return
-    strategy = inputs.strategy
-    from freqtrade.data.dataprovider import DataProvider
-
-    strategy.dp = DataProvider(inputs.config, None)
-    strategy.wallets = None
-    try:
-        strategy.ft_bot_start()
-    except Exception as exc:  # bot_start may need a live bot; the signals usually do not
-        logger.warning("freqtrade-opt verify: %s.bot_start() failed (%s); continuing",
-                       type(strategy).__name__, exc)
-    processed = strategy.advise_all_indicators(_stock_frames(inputs))
-    expected = _run_ohlcv(original, inputs, strategy, processed)
-    got = _run_ohlcv(opt.replacement, inputs, strategy, processed)
-    e_out, g_out = expected["outcome"], got["outcome"]
-    if e_out.error is not None or g_out.error is not None:
-        difference = _outcome_difference(g_out, e_out, "rows")
-        yield _check(opt, ALL_PAIRS, "call", _status(difference, e_out.error))
-        return
-    rows, rows2 = g_out.result, e_out.result
-    if type(rows) is not dict or list(rows) != list(rows2):
-        difference = first_difference(rows, rows2, "rows")
-        yield _check(opt, ALL_PAIRS, "call", _status(difference or "rows: keys differ"))
-        return
-    for pair in rows2:
-        difference = (
-            first_difference(rows[pair], rows2[pair], "rows")
-            or _timestamp_difference(rows[pair], rows2[pair])
-            or first_difference(got["processed"].get(pair), expected["processed"].get(pair),
-                                "processed frame after the call")
-            or first_difference(got["cache"].get(pair), expected["cache"].get(pair),
-                                "dataprovider cache")
-        )
-        yield _check(opt, pair, "", _status(difference))
-    difference = (
-        first_difference(list(got["processed"]), list(expected["processed"]), "processed keys")
-        or first_difference(got["progress"], expected["progress"], "progress updates")
-    )
-    yield _check(opt, ALL_PAIRS, "side effects", _status(difference))
-
-
-def _trade_scopes(inputs: Inputs) -> Iterator[tuple[str, pd.DataFrame]]:
-    trades = inputs.trades
-    assert trades is not None
-    yield ALL_PAIRS, trades
-    for pair in inputs.pairs:
-        subset = trades[trades["pair"] == pair]
-        if len(subset):
-            yield pair, subset
-
-
-def _trades_missing(opt: Optimization, inputs: Inputs) -> Check | None:
-    if inputs.trades is None:
-        return _check(opt, "-", "", (SKIPPED, f"no trades to check on: {inputs.trades_source}"))
-    if inputs.trades.empty:
-        return _check(opt, "-", "", (SKIPPED, f"no trades in {inputs.trades_source}"))
-    return None
-
-
-def _compare_on_trades(opt: Optimization, original: Callable, trades: pd.DataFrame,
-                       *args: Any, **kwargs: Any) -> tuple[str, str]:
-    expected_trades, got_trades = trades.copy(deep=True), trades.copy(deep=True)
-    expected = _call(original, expected_trades, *args, **kwargs)
-    got = _call(opt.replacement, got_trades, *args, **kwargs)
-    difference = _outcome_difference(got, expected) or first_difference(
-        got_trades, expected_trades, "trades after the call")
-    return _status(difference, expected.error)
-
-
-def check_trade_parallelism(opt: Optimization, original: Callable, inputs: Inputs
-                            ) -> Iterator[Check]:
-    if (missing := _trades_missing(opt, inputs)) is not None:
-        yield missing
-        return
-    timeframe = inputs.trades_timeframe or inputs.timeframe
-    for pair, trades in _trade_scopes(inputs):
-        yield _check(opt, pair, f"timeframe={timeframe}",
-                     _compare_on_trades(opt, original, trades, timeframe))
-
-
-def _drawdown_variants(balance: float) -> list[tuple[str, dict[str, Any]]]:
-    """The argument sets Freqtrade's reports, hyperopt losses and RPC call it with."""
-    return [
-        ("profit_abs", {"value_col": "profit_abs"}),
-        ("profit_abs, starting_balance", {"value_col": "profit_abs", "starting_balance": balance}),
-        ("relative", {"value_col": "profit_abs", "starting_balance": balance, "relative": True}),
-        ("profit_ratio", {"value_col": "profit_ratio"}),
-    ]
-
-
-def check_max_drawdown(opt: Optimization, original: Callable, inputs: Inputs) -> Iterator[Check]:
-    if (missing := _trades_missing(opt, inputs)) is not None:
-        yield missing
-        return
-    for pair, trades in _trade_scopes(inputs):
-        for variant, kwargs in _drawdown_variants(inputs.starting_balance):
-            yield _check(opt, pair, variant, _compare_on_trades(opt, original, trades, **kwargs))
-
-
-def check_trade_math(opt: Optimization, original: Callable, inputs: Inputs) -> Iterator[Check]:
-    from freqtrade_opt_plugin.optimizations.trade_math.checks import check_trade_math
-
-    yield from check_trade_math(opt, original, inputs)
-
-
-CHECKERS: dict[str, Checker] = {
-    TICK_SIZE_TARGET: check_tick_size,
-    OHLCV_TARGET: check_ohlcv_as_lists,
-    PARALLELISM_TARGET: check_trade_parallelism,
-    DRAWDOWN_TARGET: check_max_drawdown,
-    **{f"freqtrade.persistence.trade_model:LocalTrade.{name}": check_trade_math
-       for name in ("calc_profit_ratio", "calc_close_trade_value", "_calc_open_trade_value")},
-}
-
-
-def _planned(opt: Optimization, inputs: Inputs) -> int:
-    """How many checks `opt` will yield (for the progress bar; an estimate is fine)."""
-    if opt.target == DRAWDOWN_TARGET:
-        return (1 + len(inputs.pairs)) * 4
-    if opt.target == PARALLELISM_TARGET:
-        return 1 + len(inputs.pairs)
+def _planned(case: VerifyCase, inputs: Inputs) -> int:
+    """How many checks `case` will yield (for the progress bar; an estimate is fine)."""
+    if case.planned is not None:
+        try:
+            return int(case.planned(inputs))
+        except Exception:  # an estimate only
+            logger.debug("freqtrade-opt verify: planned() failed", exc_info=True)
     return len(inputs.pairs) + 1
 
 
@@ -569,16 +426,21 @@ def verify(
     optimizations: Iterable[Optimization],
     *,
     progress: Any = None,
+    also_known: Iterable[Optimization] = (),
 ) -> Report:
-    """Run every optimization's checks on `inputs`. `progress`: a rich Progress, or None."""
+    """Run every optimization's `VerifyCase` on `inputs`. An optimization without its own case
+    uses the case of another on its target (among `optimizations` and `also_known`).
+    `progress`: a rich Progress, or None."""
     optimizations = list(optimizations)
+    known = [*optimizations, *also_known]
+    cases = {opt.name: case_of(opt, "verify_case", known) for opt in optimizations}
     report = Report(trades_source=inputs.trades_source)
     task = None
     if progress is not None:
-        total = sum(_planned(opt, inputs) for opt in optimizations)
+        total = sum(_planned(case, inputs) for case in cases.values() if case is not None)
         task = progress.add_task("verifying", total=total)
     for opt in optimizations:
-        checker = CHECKERS.get(opt.target)
+        case = cases[opt.name]
         try:
             original = resolve_original(opt.target)
         except Exception as exc:
@@ -587,12 +449,13 @@ def verify(
                                        f"{opt.target} not found in this Freqtrade: {exc}"))
             continue
         report.sources[opt.name] = source_status(opt, original)
-        if checker is None:
+        if case is None:
             report.checks.append(Check(opt.name, opt.qualname, "-", "", SKIPPED,
-                                       f"no verifier for {opt.target} yet"))
+                                       f"no verifier for {opt.target} yet (no verify_case)"))
             continue
         try:
-            for check in checker(opt, original, inputs):
+            subject = Subject(opt, original, opt.build(original))
+            for check in case.run(subject, inputs):
                 report.checks.append(check)
                 if progress is not None:
                     progress.update(task, advance=1,
@@ -689,12 +552,13 @@ def execute(
                 problems.print(escape(f"unknown optimization(s) {', '.join(unknown)}; known: "
                                      f"{', '.join(optimizations)}"))
                 return 2
-            optimizations = {n: o for n, o in optimizations.items() if n in args.only}
+        selected = {n: o for n, o in optimizations.items() if not args.only or n in args.only}
         with status_console.status("loading strategy, candles and trades ..."):
             inputs = prepare_inputs(config, quick_backtest=not args.no_backtest)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=status_console, transient=True) as progress:
-            report = verify(inputs, optimizations.values(), progress=progress)
+            report = verify(inputs, selected.values(), progress=progress,
+                            also_known=optimizations.values())
     except Exception as exc:
         from freqtrade.exceptions import FreqtradeException
 

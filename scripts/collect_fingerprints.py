@@ -50,11 +50,8 @@ from freqtrade_opt_plugin.registry import (  # noqa: E402
 )
 
 
-TARGETS: tuple[str, ...] = (
-    "freqtrade.optimize.backtesting:Backtesting._get_ohlcv_as_lists",
-    "freqtrade.data.btanalysis.historic_precision:get_tick_size_over_time",
-    "freqtrade.data.btanalysis.trade_parallelism:analyze_trade_parallelism",
-    # Candidates (no replacement yet; fingerprints recorded ahead of time).
+# Candidates (no replacement yet; fingerprints recorded ahead of time).
+CANDIDATE_TARGETS: tuple[str, ...] = (
     "freqtrade.optimize.backtesting:Backtesting.time_pair_generator",
     "freqtrade.optimize.backtesting:Backtesting._time_pair_generator_det",
     "freqtrade.optimize.backtesting:Backtesting.load_bt_data",
@@ -63,6 +60,16 @@ TARGETS: tuple[str, ...] = (
     "freqtrade.persistence.trade_model:LocalTrade.calc_close_trade_value",
     "freqtrade.persistence.trade_model:LocalTrade._calc_open_trade_value",
 )
+
+
+def builtin_targets() -> tuple[str, ...]:
+    """The targets of the registered built-in optimizations (a new one is picked up here)."""
+    from freqtrade_opt_plugin.optimizations import freqtrade_opt_register_optimizations
+
+    return tuple(dict.fromkeys(opt.target for opt in freqtrade_opt_register_optimizations()))
+
+
+TARGETS: tuple[str, ...] = tuple(dict.fromkeys((*builtin_targets(), *CANDIDATE_TARGETS)))
 
 DEFAULT_CACHE = Path("/tmp/ft-wheels")
 DEFAULT_OUTPUT = ROOT / "freqtrade_opt_plugin" / "optimizations" / "verified.py"

@@ -9,7 +9,11 @@ refuses to cache and for exactly what a hit restores.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
 
@@ -17,15 +21,34 @@ from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
 _TARGET = "freqtrade.optimize.backtesting:Backtesting.backtest"
 
 
-def backtest(self, processed: dict, start_date: datetime, end_date: datetime):
-    """
-    Implement backtesting functionality
-    Same result as Freqtrade's original; the stored result of an identical earlier backtest is
-    returned when every input is unchanged.
-    """
-    from freqtrade_opt_plugin.cache.backtest_results import cached_backtest
+def factory(wrapped: Callable[..., dict]) -> Callable[..., dict]:
+    """The replacement in front of `wrapped` (which runs the backtest on a miss)."""
 
-    return cached_backtest(self, processed, start_date, end_date)
+    def backtest(self, processed: dict, start_date: datetime, end_date: datetime):
+        """
+        Implement backtesting functionality
+        Same result as Freqtrade's original; the stored result of an identical earlier backtest
+        is returned when every input is unchanged.
+        """
+        return _cached_backtest(wrapped, self, processed, start_date, end_date)
+
+    return backtest
+
+
+def _cached_backtest(original: Callable[..., dict], backtesting: Any, processed: dict,
+                     start_date: datetime, end_date: datetime) -> dict:
+    from freqtrade_opt_plugin.cache import backtest_results
+
+    cached_backtest: Callable[..., dict] = backtest_results.cached_backtest
+    if _original_first(cached_backtest):
+        return cached_backtest(original, backtesting, processed, start_date, end_date)
+    # Transitional adapter: the cache's entry point before it took the original first.
+    return cached_backtest(backtesting, processed, start_date, end_date, original=original)
+
+
+@functools.cache
+def _original_first(func: Callable) -> bool:
+    return next(iter(inspect.signature(func).parameters), None) == "original"
 
 
 def _propagates() -> tuple[type[BaseException], ...]:
@@ -37,7 +60,8 @@ def _propagates() -> tuple[type[BaseException], ...]:
 OPTIMIZATION = Optimization(
     name="backtest_cache",
     target=_TARGET,
-    replacement=backtest,
+    factory=factory,
+    priority=100,  # a result cache: a hit returns before any faster computation below runs
     tier=OptimizationLevel.AGGRESSIVE,
     fingerprints={"2026.9": "96e66894d84adb61"},
     description=(

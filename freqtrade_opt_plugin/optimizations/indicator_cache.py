@@ -14,6 +14,11 @@ run modes, so in backtesting it is inactive and the two never overlap.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 from pandas import DataFrame
 
 from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
@@ -22,17 +27,39 @@ from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
 _TARGET = "freqtrade.strategy.interface:IStrategy.advise_all_indicators"
 
 
-def advise_all_indicators(self, data: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """
-    Populates indicators for given candle (OHLCV) data (for multiple pairs)
-    Does not run advise_entry or advise_exit!
-    Used by optimize operations only, not during dry / live runs.
-    Same result as Freqtrade's original; per-pair results come from the indicator cache when
-    nothing they depend on changed.
-    """
-    from freqtrade_opt_plugin.cache.indicators import cached_advise_all_indicators
+Advise = Callable[[Any, dict[str, DataFrame]], dict[str, DataFrame]]
 
-    return cached_advise_all_indicators(self, data)
+
+def factory(wrapped: Advise) -> Advise:
+    """The replacement in front of `wrapped` (which computes what is not reused)."""
+
+    def advise_all_indicators(self, data: dict[str, DataFrame]) -> dict[str, DataFrame]:
+        """
+        Populates indicators for given candle (OHLCV) data (for multiple pairs)
+        Does not run advise_entry or advise_exit!
+        Used by optimize operations only, not during dry / live runs.
+        Same result as Freqtrade's original; per-pair results come from the indicator cache when
+        nothing they depend on changed.
+        """
+        return _cached_advise(wrapped, self, data)
+
+    return advise_all_indicators
+
+
+def _cached_advise(original: Advise, strategy: Any, data: dict[str, DataFrame]
+                   ) -> dict[str, DataFrame]:
+    from freqtrade_opt_plugin.cache import indicators
+
+    cached: Callable[..., dict[str, DataFrame]] = indicators.cached_advise_all_indicators
+    if _original_first(cached):
+        return cached(original, strategy, data)
+    # Transitional adapter: the cache's entry point before it took the original first.
+    return cached(strategy, data, original=original)
+
+
+@functools.cache
+def _original_first(func: Callable) -> bool:
+    return next(iter(inspect.signature(func).parameters), None) == "original"
 
 
 def _propagates() -> tuple[type[BaseException], ...]:
@@ -44,7 +71,8 @@ def _propagates() -> tuple[type[BaseException], ...]:
 OPTIMIZATION = Optimization(
     name="indicator_cache",
     target=_TARGET,
-    replacement=advise_all_indicators,
+    factory=factory,
+    priority=100,  # a result cache: a hit returns before any faster computation below runs
     tier=OptimizationLevel.AGGRESSIVE,
     fingerprints={"2026.9": "f1df223d0294fb27"},
     description=(

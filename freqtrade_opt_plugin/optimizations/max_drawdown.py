@@ -19,25 +19,29 @@ order, on the value column, so every float is bit-identical:
 * ``idxmin`` / ``idxmax`` are first-occurrence ``argmin`` / ``argmax`` with NaN filled by +/-inf,
   as pandas' ``nanargmin`` / ``nanargmax`` do.
 
-Delegated to the original (looked up at call time): anything but a DataFrame with a unique
-datetime64 (naive or tz-aware) date column and a float64 value column; NaT dates; a non-finite
-cumulative sum (NaN / inf values, which pandas' NaN-skipping cumsum treats differently, or an
-overflow); a starting balance that is not an int or float; a million trades or more (where pandas
-may switch its arithmetic to numexpr). An empty frame raises the original's
+Delegated to ``wrapped`` (what runs without this optimization: Freqtrade's original): anything but
+a DataFrame with a unique datetime64 (naive or tz-aware) date column and a float64 value column;
+NaT dates; a non-finite cumulative sum (NaN / inf values, which pandas' NaN-skipping cumsum treats
+differently, or an overflow); a starting balance that is not an int or float; a million trades or
+more (where pandas may switch its arithmetic to numexpr). An empty frame raises the original's
 ``ValueError("Trade dataframe empty.")``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import (
+    BenchCase,
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+)
 
 
 _TARGET_MODULE = "freqtrade.data.metrics"
@@ -48,52 +52,49 @@ _FLOAT64 = np.dtype(np.float64)
 _NUMEXPR_MIN_ELEMENTS = 1_000_000
 
 
-def calculate_max_drawdown(
-    trades: pd.DataFrame,
-    *,
-    date_col: str = "close_date",
-    value_col: str = "profit_abs",
-    starting_balance: float = 0,
-    relative: bool = False,
-):
-    """
-    Calculate max drawdown and current drawdown with corresponding dates (same result as
-    Freqtrade's original, computed on numpy arrays).
-    :param trades: DataFrame containing trades (requires columns close_date and profit_abs)
-    :param date_col: Column in DataFrame to use for dates (defaults to 'close_date')
-    :param value_col: Column in DataFrame to use for values (defaults to 'profit_abs')
-    :param starting_balance: Portfolio starting balance - properly calculate relative drawdown.
-    :param relative: If True, use relative drawdown for max calculation instead of absolute
-    :return: DrawDownResult object
-    :raise: ValueError if trade-dataframe was found empty.
-    """
+def factory(wrapped: Callable[..., Any]) -> Callable[..., Any]:
+    """The replacement in front of `wrapped` (which gets the inputs outside the fast model)."""
+
+    def calculate_max_drawdown(
+        trades: pd.DataFrame,
+        *,
+        date_col: str = "close_date",
+        value_col: str = "profit_abs",
+        starting_balance: float = 0,
+        relative: bool = False,
+    ):
+        """
+        Calculate max drawdown and current drawdown with corresponding dates (same result as
+        Freqtrade's original, computed on numpy arrays).
+        :param trades: DataFrame containing trades (requires columns close_date and profit_abs)
+        :param date_col: Column in DataFrame to use for dates (defaults to 'close_date')
+        :param value_col: Column in DataFrame to use for values (defaults to 'profit_abs')
+        :param starting_balance: Portfolio starting balance - properly calculate relative
+            drawdown.
+        :param relative: If True, use relative drawdown for max calculation instead of absolute
+        :return: DrawDownResult object
+        :raise: ValueError if trade-dataframe was found empty.
+        """
+        result = _drawdown(trades, date_col, value_col, starting_balance, relative)
+        if result is not None:
+            return result
+        return wrapped(trades, date_col=date_col, value_col=value_col,
+                       starting_balance=starting_balance, relative=relative)
+
+    return calculate_max_drawdown
+
+
+def _drawdown(trades, date_col, value_col, starting_balance, relative):
+    """The fast path's DrawDownResult, or None for inputs outside its model."""
     if len(trades) == 0:
         raise ValueError("Trade dataframe empty.")
     try:
         prepared = _prepare(trades, date_col, value_col, starting_balance)
-        result = None if prepared is None else _compute(*prepared, starting_balance, relative)
+        return None if prepared is None else _compute(*prepared, starting_balance, relative)
     except ValueError as exc:
         # ValueError is the original's "no result" contract (callers catch it): a failure of
         # this path must not pass for it, but reach the Router's fallback instead.
         raise RuntimeError(f"max_drawdown fast path failed: {exc}") from exc
-    if result is not None:
-        return result
-    return _original()(
-        trades,
-        date_col=date_col,
-        value_col=value_col,
-        starting_balance=starting_balance,
-        relative=relative,
-    )
-
-
-def _original() -> Callable:
-    """Freqtrade's own function, looked up at call time below any installed wrapper."""
-    module = importlib.import_module(_TARGET_MODULE)
-    func = inspect.unwrap(module.calculate_max_drawdown)
-    if func is calculate_max_drawdown:
-        raise RuntimeError(f"the original {_TARGET} is not reachable through __wrapped__")
-    return func
 
 
 def _prepare(trades, date_col, value_col, starting_balance):
@@ -243,12 +244,11 @@ def _quicksort_matches_pandas(dtype: np.dtype) -> bool:
 
 # {version: fingerprint} of freqtrade.data.metrics:calculate_max_drawdown for every release
 # 2025.1 .. 2026.9 whose fingerprint equals 2026.9's. Produced with the functions of
-# scripts/collect_fingerprints.py (list_versions, WheelSource, locate on the wheels cached in
-# /tmp/ft-wheels). The replacement also reimplements `_calc_drawdown_series` and builds the
-# module's `DrawDownResult`: in every release listed their sources equal 2026.9's too
-# (`_calc_drawdown_series` 3479ac7bb2f36ebf, `DrawDownResult` 0213d7871f964bc0). Excluded:
-# 2025.1 .. 2025.10 (the zero row of `_calc_drawdown_series` and the `.at[max(i - 1, 0)]` reads
-# came in 2025.11).
+# scripts/collect_fingerprints.py (list_versions, WheelSource, locate). The replacement also
+# reimplements `_calc_drawdown_series` and builds the module's `DrawDownResult`: in every release
+# listed their sources equal 2026.9's too (`_calc_drawdown_series` 3479ac7bb2f36ebf,
+# `DrawDownResult` 0213d7871f964bc0). Excluded: 2025.1 .. 2025.10 (the zero row of
+# `_calc_drawdown_series` and the `.at[max(i - 1, 0)]` reads came in 2025.11).
 FINGERPRINTS: dict[str, str] = {
     "2025.11": "8b608f74ad436f30",
     "2025.11.1": "8b608f74ad436f30",
@@ -267,10 +267,38 @@ FINGERPRINTS: dict[str, str] = {
 }
 
 
+def _drawdown_variants(balance: float) -> list[tuple[str, dict[str, Any]]]:
+    """The argument sets Freqtrade's reports, hyperopt losses and RPC call it with."""
+    return [
+        ("profit_abs", {"value_col": "profit_abs"}),
+        ("profit_abs, starting_balance", {"value_col": "profit_abs", "starting_balance": balance}),
+        ("relative", {"value_col": "profit_abs", "starting_balance": balance, "relative": True}),
+        ("profit_ratio", {"value_col": "profit_ratio"}),
+    ]
+
+
+def verify_max_drawdown(subject: Any, inputs: Any) -> Iterator[Any]:
+    """``freqtrade-opt verify``: on the trades of all pairs and of each pair, with the argument
+    sets Freqtrade's reports and hyperopt losses use."""
+    if (problem := inputs.trades_problem()) is not None:
+        yield subject.skip(problem)
+        return
+    for pair, trades in inputs.trade_scopes():
+        for variant, kwargs in _drawdown_variants(inputs.starting_balance):
+            compared = subject.compare(trades, label="trades after the call", **kwargs)
+            yield subject.check(pair, variant, compared.status)
+
+
+def _bench_setup() -> tuple[tuple, dict]:
+    from freqtrade_opt_plugin.microbench import synthetic_trades
+
+    return (synthetic_trades(2000),), {"value_col": "profit_abs", "starting_balance": 1000}
+
+
 OPTIMIZATION = Optimization(
     name="max_drawdown",
     target=_TARGET,
-    replacement=calculate_max_drawdown,
+    factory=factory,
     tier=OptimizationLevel.STANDARD,
     fingerprints=FINGERPRINTS,
     description=(
@@ -283,4 +311,6 @@ OPTIMIZATION = Optimization(
     # report and hyperopt-loss callers catch (every pair without trades raises it).
     propagates=(ValueError,),
     mutates_arguments=False,
+    verify_case=VerifyCase(verify_max_drawdown, planned=lambda inputs: (1 + len(inputs.pairs)) * 4),
+    bench_case=BenchCase(_bench_setup, description="2000 trades, report arguments"),
 )

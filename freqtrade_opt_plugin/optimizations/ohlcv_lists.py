@@ -31,11 +31,14 @@ changed ``HEADERS``) is converted by the original's own statements for that pair
 
 from __future__ import annotations
 
+import copy
 import gc
 import importlib
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +46,10 @@ from freqtrade.exceptions import DependencyException
 from numpy import nan
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
 
+
+logger = logging.getLogger(__name__)
 
 _TARGET_MODULE = "freqtrade.optimize.backtesting"
 _TARGET = f"{_TARGET_MODULE}:Backtesting._get_ohlcv_as_lists"
@@ -294,6 +299,132 @@ def _gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+# --- verify case: ``freqtrade-opt verify`` on the user's strategy and candles ---------------------
+
+class _RecordingProgress:
+    """Stands in for Backtesting's progress bar: records each update."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def update(self, task: Any, **kwargs: Any) -> None:
+        self.calls.append((task, sorted((key, repr(value)) for key, value in kwargs.items())))
+
+
+def _backtesting_for(inputs: Any, strategy: Any) -> Any:
+    """A Backtesting with exactly the state `_get_ohlcv_as_lists` reads (no exchange).
+
+    The method only touches the strategy, a DataProvider, the config, timeframe, timerange,
+    startup count, progress and abort flag; a full ``Backtesting(config)`` would add an exchange
+    object (markets from the network) the method never uses, so this works offline.
+    """
+    from freqtrade.data.dataprovider import DataProvider
+    from freqtrade.optimize.backtesting import Backtesting
+
+    bt = Backtesting.__new__(Backtesting)
+    bt.config = inputs.config
+    bt.strategy = strategy
+    bt.dataprovider = DataProvider(inputs.config, None)
+    strategy.dp = bt.dataprovider
+    bt.timeframe = inputs.timeframe
+    bt.timerange = copy.deepcopy(inputs.timerange)
+    bt.required_startup = inputs.startup
+    bt.progress = _RecordingProgress()
+    bt._progress_task_overall = "overall"
+    bt._progress_task = "detail"
+    bt.abort = False
+    return bt
+
+
+def _run_ohlcv(func: Callable, inputs: Any, strategy: Any, processed: dict) -> dict[str, Any]:
+    from freqtrade_opt_plugin.verify import call
+
+    processed = copy.deepcopy(processed)
+    bt = _backtesting_for(inputs, strategy)
+    outcome = call(func, bt, processed)
+    cache = getattr(bt.dataprovider, "_DataProvider__cached_pairs", {})
+    return {
+        "outcome": outcome,
+        "processed": processed,
+        "cache": {key[0]: frame for key, (frame, _) in cache.items()},
+        "progress": bt.progress.calls,
+    }
+
+
+def _stock_frames(inputs: Any) -> dict[str, pd.DataFrame]:
+    """The candles as Backtesting hands them to the strategy (after the stock tick size)."""
+    from freqtrade_opt_plugin.optimizations.tick_size import OPTIMIZATION as TICK_SIZE
+    from freqtrade_opt_plugin.verify import resolve_original
+
+    missing = [pair for pair in inputs.pairs if pair not in inputs.stock_frames]
+    if missing:
+        tick_size = resolve_original(TICK_SIZE.target)
+        for pair in missing:
+            frame = inputs.candles[pair].copy(deep=True)
+            tick_size(frame)
+            inputs.stock_frames[pair] = frame
+    return {pair: inputs.stock_frames[pair] for pair in inputs.pairs}
+
+
+def _timestamp_difference(got: list, expected: list) -> str | None:
+    """Unit and time zone of the rows' dates (equal Timestamps may still differ in those)."""
+    for i, (row, row2) in enumerate(zip(got, expected, strict=False)):
+        a, b = row[0], row2[0]
+        if isinstance(a, pd.Timestamp) and (a.unit != b.unit or str(a.tz) != str(b.tz)):
+            return f"rows[{i}][0]: Timestamp unit/tz {a.unit}/{a.tz} != {b.unit}/{b.tz}"
+    return None
+
+
+def verify_ohlcv_as_lists(subject: Any, inputs: Any) -> Iterator[Any]:
+    """On the strategy's analyzed frames (indicators computed by the user's strategy on the
+    candles as Backtesting prepares them). Per pair: the rows, the frame left in ``processed``
+    and the DataProvider cache; the progress updates for the whole call."""
+    from freqtrade.data.dataprovider import DataProvider
+
+    from freqtrade_opt_plugin.equality import first_difference
+    from freqtrade_opt_plugin.verify import ALL_PAIRS, outcome_difference, status_of
+
+    if inputs.strategy is None:
+        yield subject.skip(inputs.strategy_problem or "no strategy")
+        return
+    strategy = inputs.strategy
+    strategy.dp = DataProvider(inputs.config, None)
+    strategy.wallets = None
+    try:
+        strategy.ft_bot_start()
+    except Exception as exc:  # bot_start may need a live bot; the signals usually do not
+        logger.warning("freqtrade-opt verify: %s.bot_start() failed (%s); continuing",
+                       type(strategy).__name__, exc)
+    processed = strategy.advise_all_indicators(_stock_frames(inputs))
+    expected = _run_ohlcv(subject.original, inputs, strategy, processed)
+    got = _run_ohlcv(subject.optimized, inputs, strategy, processed)
+    e_out, g_out = expected["outcome"], got["outcome"]
+    if e_out.error is not None or g_out.error is not None:
+        difference = outcome_difference(g_out, e_out, "rows")
+        yield subject.check(ALL_PAIRS, "call", status_of(difference, e_out.error))
+        return
+    rows, rows2 = g_out.result, e_out.result
+    if type(rows) is not dict or list(rows) != list(rows2):
+        difference = first_difference(rows, rows2, "rows")
+        yield subject.check(ALL_PAIRS, "call", status_of(difference or "rows: keys differ"))
+        return
+    for pair in rows2:
+        difference = (
+            first_difference(rows[pair], rows2[pair], "rows")
+            or _timestamp_difference(rows[pair], rows2[pair])
+            or first_difference(got["processed"].get(pair), expected["processed"].get(pair),
+                                "processed frame after the call")
+            or first_difference(got["cache"].get(pair), expected["cache"].get(pair),
+                                "dataprovider cache")
+        )
+        yield subject.check(pair, "", status_of(difference))
+    difference = (
+        first_difference(list(got["processed"]), list(expected["processed"]), "processed keys")
+        or first_difference(got["progress"], expected["progress"], "progress updates")
+    )
+    yield subject.check(ALL_PAIRS, "side effects", status_of(difference))
+
+
 OPTIMIZATION = Optimization(
     name="ohlcv_as_lists",
     target=_TARGET,
@@ -309,4 +440,5 @@ OPTIMIZATION = Optimization(
     performance_threshold=0.9,
     shadow=False,  # runs strategy code and sets Backtesting state: not copyable
     propagates=(DependencyException,),
+    verify_case=VerifyCase(verify_ohlcv_as_lists, planned=lambda inputs: len(inputs.pairs) + 1),
 )

@@ -26,24 +26,29 @@ The count columns get the original's dtypes (``int64`` without ``NaN``, else ``f
 from pandas' string handling), ``max_count`` the dtype of ``DataFrame.max(axis=1)``, and the monthly
 maximum is resampled with the same pandas calls as the original. The input frame is modified only
 after everything is computed. Inputs outside this model (empty frame, duplicate columns, non-numpy
-price dtypes, a ``date`` column that is not datetime64, ...) are delegated to the original.
+price dtypes, a ``date`` column that is not datetime64, ...) are delegated to ``wrapped`` (what
+runs without this optimization: Freqtrade's original).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import reduce
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy import format_float_positional
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import (
+    BenchCase,
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+)
 
 
 _TARGET_MODULE = "freqtrade.data.btanalysis.historic_precision"
@@ -69,18 +74,30 @@ _CHUNK = 16384  # elements per chunk: 128 KiB float64 temporaries, recycled by m
 _DTYPE_CACHE: dict[tuple, tuple[np.dtype, np.dtype] | None] = {}
 
 
-def get_tick_size_over_time(candles: pd.DataFrame) -> pd.Series:
-    """
-    Calculate the number of significant digits for candles over time.
-    It's using the Monthly maximum of the number of significant digits for each month.
-    Same result and same added columns as Freqtrade's original (see the module docstring).
-    :param candles: DataFrame with OHLCV data
-    :return: Series with the average number of significant digits for each month
-    """
-    count_dtypes = _count_dtypes()
-    if count_dtypes is None or not _supported(candles):
-        return _original()(candles)
-    no_nan_dtype, nan_dtype = count_dtypes
+TickSize = Callable[[pd.DataFrame], pd.Series]
+
+
+def factory(wrapped: TickSize) -> TickSize:
+    """The replacement in front of `wrapped` (which gets the inputs outside the fast model)."""
+
+    def get_tick_size_over_time(candles: pd.DataFrame) -> pd.Series:
+        """
+        Calculate the number of significant digits for candles over time.
+        It's using the Monthly maximum of the number of significant digits for each month.
+        Same result and same added columns as Freqtrade's original (see the module docstring).
+        :param candles: DataFrame with OHLCV data
+        :return: Series with the average number of significant digits for each month
+        """
+        count_dtypes = _count_dtypes()
+        if count_dtypes is None or not _supported(candles):
+            return wrapped(candles)
+        return _tick_size(candles, *count_dtypes)
+
+    return get_tick_size_over_time
+
+
+def _tick_size(candles: pd.DataFrame, no_nan_dtype: np.dtype, nan_dtype: np.dtype) -> pd.Series:
+    """The fast path on a supported frame (see the module docstring)."""
 
     counts: dict[str, np.ndarray] = {}
     for col in _PRICES:
@@ -278,19 +295,26 @@ def _option(name: str) -> object:
         return None
 
 
-def _original() -> Callable[[pd.DataFrame], pd.Series]:
-    """Freqtrade's own function, looked up at call time below any installed wrapper."""
-    module = importlib.import_module(_TARGET_MODULE)
-    func = inspect.unwrap(module.get_tick_size_over_time)
-    if func is get_tick_size_over_time:
-        raise RuntimeError(f"the original {_TARGET} is not reachable through __wrapped__")
-    return func
+def verify_tick_size(subject: Any, inputs: Any) -> Iterator[Any]:
+    """``freqtrade-opt verify``: per pair, on the loaded candles (and the columns added)."""
+    for pair in inputs.pairs:
+        compared = subject.compare(inputs.candles[pair], label="candles after the call")
+        if compared.expected.error is None:  # the stock frames ohlcv_as_lists is checked on
+            inputs.stock_frames.setdefault(pair, compared.expected_args[0][0])
+        yield subject.check(pair, "", compared.status)
+
+
+def _bench_setup() -> tuple[tuple, dict]:
+    """30 days of generated 5m BTC/USDT candles (the call adds columns: fresh each time)."""
+    from freqtrade_opt_plugin.offline.datagen import generate_candles
+
+    return (generate_candles("BTC/USDT", days=30),), {}
 
 
 OPTIMIZATION = Optimization(
     name="tick_size",
     target=_TARGET,
-    replacement=get_tick_size_over_time,
+    factory=factory,
     tier=OptimizationLevel.CONSERVATIVE,
     fingerprints=VERIFIED[_TARGET],
     description=(
@@ -300,4 +324,6 @@ OPTIMIZATION = Optimization(
     ),
     default_percentage=100,
     performance_threshold=0.5,
+    verify_case=VerifyCase(verify_tick_size, planned=lambda inputs: len(inputs.pairs)),
+    bench_case=BenchCase(_bench_setup, repeat=9, description="30 days of 5m candles"),
 )

@@ -13,22 +13,27 @@ depends only on, per trade, the candle dates that range yields and whether ``pai
   candles, so they are expanded with numpy and resampled by pandas exactly as the original does.
 
 Every other input (empty frame, NaT dates, non-datetime columns, mixed time zones, duplicate or
-missing columns, offsets not listed above) is delegated to the original function.
+missing columns, offsets not listed above) is delegated to ``wrapped`` (what runs without this
+optimization: Freqtrade's original).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import (
+    BenchCase,
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+)
 
 
 _TARGET_MODULE = "freqtrade.data.btanalysis.trade_parallelism"
@@ -37,40 +42,41 @@ _UNIT_ORDER = {"s": 0, "ms": 1, "us": 2, "ns": 3}
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
-def analyze_trade_parallelism(trades: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """
-    Count the trades open in each candle of `timeframe` (same result as Freqtrade's original).
-    :param trades: Trades Dataframe - can be loaded from backtest, or created
-        via trade_list_to_dataframe
-    :param timeframe: Timeframe used for backtest
-    :return: dataframe with open-counts per time-period in timeframe
-    """
+Parallelism = Callable[[pd.DataFrame, str], pd.DataFrame]
+
+
+def factory(wrapped: Parallelism) -> Parallelism:
+    """The replacement in front of `wrapped` (which gets the inputs outside the fast model)."""
+
+    def analyze_trade_parallelism(trades: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+        """
+        Count the trades open in each candle of `timeframe` (same result as Freqtrade's original).
+        :param trades: Trades Dataframe - can be loaded from backtest, or created
+            via trade_list_to_dataframe
+        :param timeframe: Timeframe used for backtest
+        :return: dataframe with open-counts per time-period in timeframe
+        """
+        result = _parallelism(trades, timeframe)
+        return wrapped(trades, timeframe) if result is None else result
+
+    return analyze_trade_parallelism
+
+
+def _parallelism(trades: pd.DataFrame, timeframe: str) -> pd.DataFrame | None:
+    """The fast path's result, or None for inputs outside its model."""
     from freqtrade.exchange import timeframe_to_resample_freq
 
     timeframe_freq = timeframe_to_resample_freq(timeframe)
     prepared = _prepare(trades, timeframe_freq)
     if prepared is None:
-        return _original()(trades, timeframe)
+        return None
     offset, unit, opens, closes, weights, wall_clock_ok = prepared
 
     if isinstance(offset, pd.offsets.Tick):
-        result = _count_fixed(offset, timeframe_freq, unit, opens, closes, weights)
-    elif wall_clock_ok:
-        result = _count_anchored(offset, timeframe_freq, unit, opens, closes, weights)
-    else:
-        result = None
-    if result is None:
-        return _original()(trades, timeframe)
-    return result
-
-
-def _original() -> Callable[[pd.DataFrame, str], pd.DataFrame]:
-    """Freqtrade's own function, looked up at call time below any installed wrapper."""
-    module = importlib.import_module(_TARGET_MODULE)
-    func = inspect.unwrap(module.analyze_trade_parallelism)
-    if func is analyze_trade_parallelism:
-        raise RuntimeError(f"the original {_TARGET} is not reachable through __wrapped__")
-    return func
+        return _count_fixed(offset, timeframe_freq, unit, opens, closes, weights)
+    if wall_clock_ok:
+        return _count_anchored(offset, timeframe_freq, unit, opens, closes, weights)
+    return None
 
 
 def _prepare(
@@ -236,10 +242,27 @@ def _first_day(months: np.ndarray) -> np.ndarray:
     return months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
 
 
+def verify_trade_parallelism(subject: Any, inputs: Any) -> Iterator[Any]:
+    """``freqtrade-opt verify``: on the trades of all pairs, then of each pair."""
+    if (problem := inputs.trades_problem()) is not None:
+        yield subject.skip(problem)
+        return
+    timeframe = inputs.trades_timeframe or inputs.timeframe
+    for pair, trades in inputs.trade_scopes():
+        compared = subject.compare(trades, timeframe=timeframe, label="trades after the call")
+        yield subject.check(pair, f"timeframe={timeframe}", compared.status)
+
+
+def _bench_setup() -> tuple[tuple, dict]:
+    from freqtrade_opt_plugin.microbench import synthetic_trades
+
+    return (synthetic_trades(2000), "5m"), {}
+
+
 OPTIMIZATION = Optimization(
     name="trade_parallelism",
     target=_TARGET,
-    replacement=analyze_trade_parallelism,
+    factory=factory,
     tier=OptimizationLevel.CONSERVATIVE,
     fingerprints=VERIFIED[_TARGET],
     description=(
@@ -249,4 +272,6 @@ OPTIMIZATION = Optimization(
     default_percentage=100,
     performance_threshold=0.1,
     mutates_arguments=False,
+    verify_case=VerifyCase(verify_trade_parallelism, planned=lambda inputs: 1 + len(inputs.pairs)),
+    bench_case=BenchCase(_bench_setup, description="2000 trades, 5m"),
 )

@@ -312,16 +312,19 @@ def test_the_optimization_record():
     assert OPTIMIZATION.fingerprints == {"2026.9": fingerprint(original)}
     assert OPTIMIZATION.tier is OptimizationLevel.AGGRESSIVE
     assert OPTIMIZATION.performance_threshold == 1.0
-    assert (inspect.signature(OPTIMIZATION.replacement).parameters.keys()
+    assert (inspect.signature(OPTIMIZATION.build(original)).parameters.keys()
             == inspect.signature(original).parameters.keys())
 
 
 def test_the_replacement_equals_the_original(ws):
+    from freqtrade.strategy.interface import IStrategy
+
     from freqtrade_opt_plugin.optimizations.indicator_cache import OPTIMIZATION
 
+    replacement = OPTIMIZATION.build(inspect.unwrap(IStrategy.advise_all_indicators))
     expected = reference(ws)
     for _ in range(2):  # cold, then warm
-        assert hashes(OPTIMIZATION.replacement(ws.strategy(), ws.data())) == expected
+        assert hashes(replacement(ws.strategy(), ws.data())) == expected
 
 
 def test_a_failure_of_the_machinery_falls_back_to_the_original(ws, monkeypatch, caplog):

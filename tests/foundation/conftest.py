@@ -26,3 +26,25 @@ def run_python(tmp_path):
         return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
     return run
+
+
+@pytest.fixture
+def plugin_site(tmp_path):
+    """A site directory for third-party plugins: `add(package, source, entry_point)` writes
+    ``package/__init__.py`` and a ``.dist-info`` whose ``freqtrade_opt`` entry point names it;
+    put the returned directory on PYTHONPATH of `run_python`."""
+    site = tmp_path / "site"
+    site.mkdir()
+
+    def add(package: str, source: str, entry_point: str | None = None):
+        (site / package).mkdir()
+        (site / package / "__init__.py").write_text(textwrap.dedent(source))
+        dist = package.replace("_", "-")
+        info = site / f"{package}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(
+            f"[freqtrade_opt]\n{entry_point or package} = {package}\n")
+        return site
+
+    return add

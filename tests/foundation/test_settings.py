@@ -92,3 +92,55 @@ def test_reserved_variables_are_not_unknown_optimizations(monkeypatch):
 def test_malformed_config_section_is_reported_never_raised(section, fragment):
     s = load_settings(section, NAMES)
     assert any(fragment in p for p in s.problems), s.problems
+
+
+CACHES = ["backtest_cache", "indicator_cache", "tick_size"]
+
+
+def test_deprecated_switch_still_switches_off_and_says_so(monkeypatch):
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_BACKTESTS", "false")
+    s = load_settings(None, CACHES)
+    assert s.enabled == {"backtest_cache": False}
+    assert s.sources["backtest_cache.enabled"] == "env"
+    (problem,) = s.problems
+    assert "FREQTRADE_OPT_CACHE_BACKTESTS is deprecated" in problem
+    assert "use FREQTRADE_OPT_BACKTEST_CACHE" in problem
+
+
+def test_deprecated_switch_true_leaves_it_to_the_level(monkeypatch):
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_INDICATORS", "true")
+    s = load_settings(None, CACHES)
+    assert "indicator_cache" not in s.enabled
+    assert any("FREQTRADE_OPT_CACHE_INDICATORS is deprecated" in p for p in s.problems)
+
+
+def test_the_new_switch_wins_over_its_alias(monkeypatch):
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_BACKTESTS", "false")
+    monkeypatch.setenv("FREQTRADE_OPT_BACKTEST_CACHE", "true")
+    s = load_settings(None, CACHES)
+    assert s.enabled["backtest_cache"] is True
+
+
+def test_deprecated_config_switch_and_invalid_alias_value(monkeypatch):
+    s = load_settings({"cache": {"indicators": False}}, CACHES)
+    assert s.enabled == {"indicator_cache": False}
+    assert s.sources["indicator_cache.enabled"] == "config"
+    assert any("'freqtrade_opt.cache.indicators' is deprecated" in p for p in s.problems)
+
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_BACKTESTS", "maybe")
+    s = load_settings(None, CACHES)
+    assert "FREQTRADE_OPT_CACHE_BACKTESTS='maybe' is invalid" in s.invalid["backtest_cache"]
+
+
+def test_deprecation_is_logged_once_per_process(run_python):
+    out, err = run_python("""
+        import json
+        import freqtrade.optimize.backtesting  # activates
+        from freqtrade_opt_plugin import activation
+        activation.learn_config({"freqtrade_opt": {"level": "aggressive"}})
+        activation.learn_config({"freqtrade_opt": {"level": "aggressive"}})
+        decision = activation.current().flags.decisions["backtest_cache"]
+        print(json.dumps({"reason": decision.reason}))
+    """, FREQTRADE_OPT_CACHE_BACKTESTS="false")
+    assert err.count("FREQTRADE_OPT_CACHE_BACKTESTS is deprecated") == 1
+    assert out["reason"] == "flag off (env)"

@@ -17,14 +17,25 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from freqtrade_opt_plugin.optimizations import max_drawdown as optimized_module
-from freqtrade_opt_plugin.optimizations.max_drawdown import (
-    OPTIMIZATION,
-    calculate_max_drawdown,
-)
+from freqtrade_opt_plugin.optimizations.max_drawdown import OPTIMIZATION
 from freqtrade_opt_plugin.registry import fingerprint
 
 
 ORIGINAL = inspect.unwrap(target_module.calculate_max_drawdown)
+
+
+class Wrapped:
+    """The `wrapped` the factory gets: Freqtrade's original, replaceable in a test."""
+
+    def __init__(self, original):
+        self.original = original
+
+    def __call__(self, *args, **kwargs):
+        return self.original(*args, **kwargs)
+
+
+WRAPPED = Wrapped(ORIGINAL)
+calculate_max_drawdown = OPTIMIZATION.factory(WRAPPED)
 BACKTEST_RESULT = Path(__file__).parents[1] / "data" / "backtest-result.json"
 BASE = pd.Timestamp("2024-03-01 10:05:00")
 
@@ -71,14 +82,14 @@ def assert_same(trades, **kwargs):
     return expected
 
 
-def _forbidden():
+def _forbidden(*args, **kwargs):
     raise AssertionError("delegated to the original")
 
 
 @pytest.fixture
 def fast_path_only(monkeypatch):
     """Fail if the replacement delegates to the original (the fast path must handle it)."""
-    monkeypatch.setattr(optimized_module, "_original", _forbidden)
+    monkeypatch.setattr(WRAPPED, "original", _forbidden)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +120,7 @@ def make_trades(offsets, values, *, unit="us", tz="UTC", step="5min") -> pd.Data
 def test_optimization_record():
     assert OPTIMIZATION.name == "max_drawdown"
     assert OPTIMIZATION.target == "freqtrade.data.metrics:calculate_max_drawdown"
-    assert OPTIMIZATION.replacement is calculate_max_drawdown
+    assert OPTIMIZATION.factory is optimized_module.factory and OPTIMIZATION.replacement is None
     assert OPTIMIZATION.mutates_arguments is False
     assert OPTIMIZATION.propagates == (ValueError,)
     assert OPTIMIZATION.fingerprints["2026.9"] == fingerprint(ORIGINAL)
@@ -220,7 +231,7 @@ BALANCES = st.one_of(
 )
 def test_generated_frames(trades, starting_balance, relative, value_col, date_col):
     with pytest.MonkeyPatch.context() as patch:  # finite values: never delegated
-        patch.setattr(optimized_module, "_original", _forbidden)
+        patch.setattr(WRAPPED, "original", _forbidden)
         assert_same(
             trades,
             date_col=date_col,
@@ -358,14 +369,12 @@ def test_not_a_dataframe():
 
 def test_delegates_when_pandas_orders_ties_differently(monkeypatch):
     calls = []
-    original = optimized_module._original
-
-    def counting():
+    def counting(*args, **kwargs):
         calls.append(1)
-        return original()
+        return ORIGINAL(*args, **kwargs)
 
     monkeypatch.setattr(optimized_module, "_quicksort_matches_pandas", lambda dtype: False)
-    monkeypatch.setattr(optimized_module, "_original", counting)
+    monkeypatch.setattr(WRAPPED, "original", counting)
     assert_same(make_trades([0, 1, 2], [1.0, -1.0, 2.0]))  # strictly increasing: no sort
     assert calls == []
     assert_same(make_trades([0, 1, 1], [1.0, -1.0, 2.0]))

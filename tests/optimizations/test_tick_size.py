@@ -16,11 +16,25 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from freqtrade_opt_plugin.optimizations import tick_size as optimized_module
-from freqtrade_opt_plugin.optimizations.tick_size import OPTIMIZATION, get_tick_size_over_time
+from freqtrade_opt_plugin.optimizations.tick_size import OPTIMIZATION
 from freqtrade_opt_plugin.registry import fingerprint
 
 
 ORIGINAL = inspect.unwrap(target_module.get_tick_size_over_time)
+
+
+class Wrapped:
+    """The `wrapped` the factory gets: Freqtrade's original, replaceable in a test."""
+
+    def __init__(self, original):
+        self.original = original
+
+    def __call__(self, *args, **kwargs):
+        return self.original(*args, **kwargs)
+
+
+WRAPPED = Wrapped(ORIGINAL)
+get_tick_size_over_time = OPTIMIZATION.factory(WRAPPED)
 DATA = Path(__file__).parents[1] / "data"
 FEATHERS = sorted(DATA.glob("*.feather"))
 PRICES = ["open", "high", "low", "close"]
@@ -86,7 +100,7 @@ def slow_calls(monkeypatch) -> list[float]:
 
 def test_optimization_record_matches_installed_original():
     assert OPTIMIZATION.name == "tick_size"
-    assert OPTIMIZATION.replacement is get_tick_size_over_time
+    assert OPTIMIZATION.factory is optimized_module.factory and OPTIMIZATION.replacement is None
     assert OPTIMIZATION.target == (
         "freqtrade.data.btanalysis.historic_precision:get_tick_size_over_time"
     )
@@ -411,10 +425,10 @@ def test_input_untouched_until_computed(monkeypatch):
 
 
 def test_fast_path_is_taken_for_regular_frames(monkeypatch):
-    def fail():
+    def fail(*args, **kwargs):
         raise AssertionError("delegated to the original")
 
-    monkeypatch.setattr(optimized_module, "_original", fail)
+    monkeypatch.setattr(WRAPPED, "original", fail)
     assert_same(make_candles([0.5, 0.25, float("nan")]))
 
 

@@ -307,15 +307,22 @@ def test_replacements_installed_as_helpers_keep_the_fast_path(monkeypatch):
     assert_same("calc_profit_ratio", trade, 99.25, 0.2, 100.0)
 
 
-def test_registered_replacements_build_from_the_routed_original():
-    """Current Router (no `factory` yet): the adapter finds the original below the Router."""
+def test_registered_factories_build_in_front_of_wrapped():
     trade = make_trade(amount=1.25, open_rate=3.5, is_short=True, leverage=2.0,
                        trading_mode=TradingMode.FUTURES, funding_fees=0.01)
     for opt in trade_math.OPTIMIZATIONS:
         name = opt.target.rpartition(".")[2]
         args = (trade, 1.25, 3.25) if name == "_calc_open_trade_value" else (trade, 3.25)
-        call = opt.replacement if opt.replacement is not None else opt.factory(ORIGINAL[name])
-        assert outcome(call, *args) == outcome(ORIGINAL[name], *args)
+        assert opt.replacement is None and opt.factory is not None
+        assert outcome(opt.build(ORIGINAL[name]), *args) == outcome(ORIGINAL[name], *args)
+
+
+def test_bench_cases_run_both_paths_identically():
+    from freqtrade_opt_plugin.microbench import run_case
+
+    for opt in trade_math.OPTIMIZATIONS:
+        result = run_case(opt, opt.bench_case, repeat=3)
+        assert result["difference"] is None, result
 
 
 def test_differing_ccxt_sources_leave_the_originals_in_place(monkeypatch):
@@ -334,6 +341,7 @@ def test_registered_as_aggressive_pure_optimizations_of_each_target():
     assert set(by_target) == set(NAMES)
     for name, opt in by_target.items():
         assert opt.tier.name == "AGGRESSIVE" and not opt.mutates_arguments and not opt.shadow
+        assert opt.hot and opt.verify_case is not None and opt.bench_case is not None
         assert opt.fingerprints == fingerprints.TARGETS[name]
         assert opt.target == f"freqtrade.persistence.trade_model:LocalTrade.{name}"
 
@@ -353,10 +361,7 @@ def test_verify_checks_each_method_on_the_users_trades():
     assert {c.pair for c in report.checks} == {verify.ALL_PAIRS, *pairs}
 
     opt = trade_math.OPTIMIZATIONS[0]
-    fields = {"replacement": lambda self, rate, *a: 0.1}
-    if hasattr(opt, "factory"):  # the Router contract: exactly one of replacement / factory
-        fields["factory"] = None
-    wrong = dataclasses.replace(opt, **fields)
+    wrong = dataclasses.replace(opt, factory=lambda wrapped: lambda self, rate, *a: 0.1)
     report = verify.verify(inputs, [wrong])
     assert {c.status for c in report.checks} == {verify.DIFFERENT}
     assert "instead of" in report.checks[0].detail

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from datetime import UTC
 from pathlib import Path
@@ -18,14 +17,12 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from freqtrade_opt_plugin.optimizations import trade_parallelism as optimized_module
-from freqtrade_opt_plugin.optimizations.trade_parallelism import (
-    OPTIMIZATION,
-    analyze_trade_parallelism,
-)
+from freqtrade_opt_plugin.optimizations.trade_parallelism import OPTIMIZATION
 from freqtrade_opt_plugin.registry import fingerprint
 
 
 ORIGINAL = inspect.unwrap(target_module.analyze_trade_parallelism)
+analyze_trade_parallelism = OPTIMIZATION.factory(ORIGINAL)
 BACKTEST_RESULT = Path(__file__).parents[1] / "data" / "backtest-result.json"
 FIXED_TIMEFRAMES = ["1m", "3m", "5m", "15m", "30m", "1h", "4h", "12h", "1d", "3d"]
 ANCHORED_TIMEFRAMES = ["1w", "2w", "1M", "3M", "1y"]
@@ -79,7 +76,7 @@ def test_optimization_record():
     assert OPTIMIZATION.target == (
         "freqtrade.data.btanalysis.trade_parallelism:analyze_trade_parallelism"
     )
-    assert OPTIMIZATION.replacement is analyze_trade_parallelism
+    assert OPTIMIZATION.factory is optimized_module.factory and OPTIMIZATION.replacement is None
     assert OPTIMIZATION.mutates_arguments is False
     assert OPTIMIZATION.fingerprints["2026.9"] == fingerprint(ORIGINAL)
     params = inspect.signature(analyze_trade_parallelism).parameters
@@ -349,24 +346,22 @@ def test_unsupported_timeframe_raises_alike(real_trades, timeframe):
     assert_same(real_trades.head(5), timeframe)
 
 
-def test_delegation_reaches_original_below_a_wrapper(monkeypatch, real_trades):
+def test_delegation_goes_to_wrapped_never_to_the_targets_binding(monkeypatch, real_trades):
+    """Inputs outside the fast model go to `wrapped` once; the target is never looked up."""
     calls = []
 
-    @functools.wraps(ORIGINAL)
-    def router(*args, **kwargs):
+    def wrapped(*args, **kwargs):
         calls.append(1)
-        return analyze_trade_parallelism(*args, **kwargs)
+        return ORIGINAL(*args, **kwargs)
 
-    monkeypatch.setattr(target_module, "analyze_trade_parallelism", router)
+    def trap(*args, **kwargs):
+        raise AssertionError("the target's binding was looked up")
+
+    monkeypatch.setattr(target_module, "analyze_trade_parallelism", trap)
+    optimized = OPTIMIZATION.factory(wrapped)
     trades = real_trades.head(10).copy()
     trades["open_date"] = trades["open_date"].astype(str)  # an input that is delegated
-    assert_frame_equal(router(trades, "5m"), ORIGINAL(trades, "5m"))
-    assert calls == [1]  # the wrapper was not re-entered
-
-
-def test_delegation_refuses_to_recurse(monkeypatch, real_trades):
-    monkeypatch.setattr(target_module, "analyze_trade_parallelism", analyze_trade_parallelism)
-    trades = real_trades.head(3).copy()
-    trades["open_date"] = trades["open_date"].astype(str)
-    with pytest.raises(RuntimeError, match="not reachable"):
-        optimized_module.analyze_trade_parallelism(trades, "5m")
+    assert_frame_equal(optimized(trades, "5m"), ORIGINAL(trades, "5m"))
+    assert calls == [1]
+    assert_frame_equal(optimized(real_trades, "5m"), ORIGINAL(real_trades, "5m"))
+    assert calls == [1]  # a supported input: the fast path, no delegation

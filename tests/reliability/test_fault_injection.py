@@ -12,9 +12,10 @@ the built-in ``tick_size`` target, chosen by ``FTOPT_FAULT``:
   compared with the original.
 
 The built-in is switched off (``FREQTRADE_OPT_TICK_SIZE=false``) and the faulty one on. Both
-target one function; activation installs one Router per target, for the optimization registered
-first. The faulty distribution is found first (PYTHONPATH precedes site-packages), so it gets the
-Router and the built-in reports "already routed elsewhere" (see test_second_optimization_...).
+target one function; activation installs one Router per target holding both candidates (same
+priority, so ordered by name: the faulty one is outermost). Per call the faulty one runs; its
+fallback is the layer below, the built-in, whose flag is off, so the original runs (see
+test_second_optimization_...).
 
 With 3 pairs there are 3 calls; ``FREQTRADE_OPT_ERROR_THRESHOLD=2`` switches the faulty one off
 after the second, persistently: the third call and ``freqtrade-opt status`` show it.
@@ -208,12 +209,12 @@ def test_wrong_typed_result_is_caught_in_shadow_mode(fault_runs, rel):
     assert counted[("max_drawdown", "optimized")].calls > 0
 
 
-def test_second_optimization_on_a_target_is_not_installed(fault_runs):
-    """Documents activation's one-Router-per-target rule: the optimization registered first gets
-    the target, even while its flag is off; the other is reported, not installed."""
+def test_second_optimization_on_a_target_is_installed_in_the_same_router(fault_runs):
+    """Documents activation's one-Router-per-target rule: every candidate on the target is
+    installed in its Router; the built-in is inactive only because its own flag is off."""
     row = status_row(fault_runs["before"]["status"], "tick_size")
-    assert row["installed"] is False and row["active"] is False
-    assert row["reason"] == "not patched: already routed elsewhere"
+    assert row["installed"] is True and row["active"] is False
+    assert row["reason"] == "flag off (env)"
 
 
 # --- a writer killed mid-write -------------------------------------------------------------------

@@ -14,8 +14,8 @@ from rich.console import Console
 from freqtrade_opt_plugin import cli, verify
 from freqtrade_opt_plugin.hookspecs import hookimpl
 from freqtrade_opt_plugin.offline.markets import FIXTURE_PATH, MARKETS_ENV
-from freqtrade_opt_plugin.optimizations import tick_size
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.optimizations import max_drawdown, tick_size
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, case_of
 from freqtrade_opt_plugin.telemetry_store import FILENAME
 
 
@@ -42,7 +42,7 @@ def test_verify_command_reports_every_optimization_exact(rel_workspace, rel, tmp
     assert set(by_name) == set(registered)
     for name, opt in registered.items():
         statuses = {c["status"] for c in by_name[name]}
-        if opt.target in verify.CHECKERS:
+        if case_of(opt, "verify_case", registered.values()) is not None:
             assert statuses == {"exact"}, by_name[name]
         else:  # e.g. an optimization added later: reported, never silently dropped
             assert statuses == {"skipped"} and "no verifier" in by_name[name][0]["detail"]
@@ -67,7 +67,7 @@ class WrongDrawdownPlugin:
             result = original(trades, **kwargs)
             return dataclasses.replace(result, drawdown_abs=result.drawdown_abs + 1e-9)
 
-        return [Optimization(name="wrong_drawdown", target=verify.DRAWDOWN_TARGET,
+        return [Optimization(name="wrong_drawdown", target=max_drawdown.OPTIMIZATION.target,
                              replacement=wrong, tier=OptimizationLevel.EXPERIMENTAL,
                              fingerprints={})]
 
@@ -75,14 +75,15 @@ class WrongDrawdownPlugin:
 @pytest.fixture
 def wrong_tick_size(monkeypatch):
     """The built-in tick_size, replaced by one that is wrong for BTC/USDT only (price > 10000)."""
-    original = inspect.unwrap(verify.resolve_original(verify.TICK_SIZE_TARGET))
+    original = inspect.unwrap(verify.resolve_original(tick_size.OPTIMIZATION.target))
 
     def wrong(candles):
         result = original(candles)
         return result * 10 if candles["close"].iloc[0] > 10_000 else result
 
     monkeypatch.setattr(tick_size, "OPTIMIZATION",
-                        dataclasses.replace(tick_size.OPTIMIZATION, replacement=wrong))
+                        dataclasses.replace(tick_size.OPTIMIZATION, replacement=wrong,
+                                            factory=None))
 
 
 def test_verify_names_a_wrong_replacement(rel_workspace, stock_run, wrong_tick_size, capsys):

@@ -15,13 +15,6 @@ from typing import Any
 import pandas as pd
 
 
-def _replacement(opt: Any, original: Callable) -> Callable:
-    replacement = getattr(opt, "replacement", None)
-    if replacement is not None:
-        return replacement
-    return opt.factory(original)  # the Router contract's factory(wrapped)
-
-
 def _trade(row: Any, config: dict[str, Any]) -> Any:
     from freqtrade.enums import TradingMode
     from freqtrade.persistence.trade_model import LocalTrade
@@ -47,33 +40,34 @@ def _outcome(func: Callable, *args: Any) -> tuple:
     return (type(value).__name__, value.hex() if isinstance(value, float) else repr(value))
 
 
-def compare_on_trades(opt: Any, original: Callable, trades: pd.DataFrame,
-                      config: dict[str, Any]) -> str | None:
-    """The first difference between original and replacement on `trades`, or None."""
-    replacement = _replacement(opt, original)
-    method = opt.qualname.rpartition(".")[2]
+def compare_on_trades(method: str, original: Callable, optimized: Callable,
+                      trades: pd.DataFrame, config: dict[str, Any]) -> str | None:
+    """The first difference between `original` and `optimized` (LocalTrade.`method`) on
+    `trades`, or None."""
+    open_value = method == "_calc_open_trade_value"
     for row in trades.itertuples():
         trade = _trade(row, config)
         rates = [r for r in (row.open_rate, row.close_rate, getattr(row, "min_rate", None),
                              getattr(row, "max_rate", None))
                  if isinstance(r, float) and math.isfinite(r)]
         for rate in rates:
-            open_value = method == "_calc_open_trade_value"
             args = (trade, row.amount, rate) if open_value else (trade, rate)
-            expected, got = _outcome(original, *args), _outcome(replacement, *args)
+            expected, got = _outcome(original, *args), _outcome(optimized, *args)
             if got != expected:
                 return (f"{row.pair} opened {row.open_date} at rate {rate!r}: {got} instead of "
                         f"{expected}")
     return None
 
 
-def check_trade_math(opt: Any, original: Callable, inputs: Any) -> Iterator[Any]:
-    """A `verify.Checker` for the three trade_math targets."""
+def verify_trade_math(subject: Any, inputs: Any) -> Iterator[Any]:
+    """A `VerifyCase.run` for the three trade_math targets (`subject`: a `verify.Subject`)."""
     from freqtrade_opt_plugin import verify
 
-    if (missing := verify._trades_missing(opt, inputs)) is not None:
-        yield missing
+    if (problem := inputs.trades_problem()) is not None:
+        yield subject.skip(problem)
         return
-    for pair, trades in verify._trade_scopes(inputs):
-        difference = compare_on_trades(opt, original, trades, inputs.config)
-        yield verify._check(opt, pair, "open, close, min, max rates", verify._status(difference))
+    method = subject.opt.qualname.rpartition(".")[2]
+    for pair, trades in inputs.trade_scopes():
+        difference = compare_on_trades(method, subject.original, subject.optimized, trades,
+                                       inputs.config)
+        yield subject.check(pair, "open, close, min, max rates", verify.status_of(difference))
