@@ -3,19 +3,19 @@
 1. Per method (`calc_profit_ratio`, `calc_close_trade_value`, `_calc_open_trade_value`) on the
    trades of tests/data/backtest-result.json, each at its open, close, min and max rate and at 16
    rates in between: Freqtrade's original, the replacement called directly, the replacement
-   behind its Router (level aggressive), behind a sketch of a lighter routing for hot tiny
-   functions (`lean_routed`, a proposal, not the plugin's Router) and the original behind a
-   Router (level disabled, the timed baseline). Two alternative approaches are timed for the
-   close value: the replacement with the parse memo emptied before every call (every operand
-   parsed; the other variants run with a warm memo, after an untimed pass), and Python's
-   `decimal` (exact context, Inexact trapped; spot only, not used by the plugin). Every variant
-   is first checked bit for bit against the original on all inputs. Medians of CPU time per
-   call over alternating repeats.
+   behind its hot Router (the lean layer trade_math registers, `hot=True`) and behind a standard
+   Router (`hot=False`), and the original behind each (level below aggressive, Router bound).
+   Two alternative approaches are timed for the close value: the replacement with the parse memo
+   emptied before every call (every operand parsed; the other variants run with a warm memo,
+   after an untimed pass), and Python's `decimal` (exact context, Inexact trapped; spot only, not
+   used by the plugin). Every variant is first checked bit for bit against the original on all
+   inputs. Medians of CPU time per call over alternating repeats.
 2. A whole `Backtesting.backtest` in this process (SampleStrategy, generated offline candles,
-   10 pairs x 90 days by default): stock; stock behind Routers that run the originals (what a
-   level below `aggressive` gets), also without the Router on `calc_close_trade_value`; the
-   replacements set directly on `LocalTrade`, behind Routers and behind the lean sketch;
-   alternating. The trades of every run are checked identical (every column, by repr).
+   10 pairs x 90 days by default): stock; what activation binds at a level below aggressive (the
+   originals: hot targets that are off are not routed) and at aggressive (the hot Routers); hot
+   and standard Routers bound while off; the replacements set directly on `LocalTrade` and behind
+   standard Routers; alternating. The trades of every run are checked identical (every column,
+   by repr).
 
     python benchmarks/bench_trade_math.py [--quick] [--repeat N] [--runs N] [--pairs N --days N]
         [--workspace DIR (an existing workspace, read only)] [--skip-methods] [--skip-backtest]
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import decimal
 import inspect
 import logging
@@ -49,7 +50,7 @@ from freqtrade_opt_plugin.flags import Flags  # noqa: E402
 from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings  # noqa: E402
 from freqtrade_opt_plugin.optimizations.trade_math import OPTIMIZATIONS, exact, methods  # noqa: E402
 from freqtrade_opt_plugin.registry import OptimizationLevel  # noqa: E402
-from freqtrade_opt_plugin.router import ROUTER_ATTRIBUTE, make_router  # noqa: E402
+from freqtrade_opt_plugin.router import make_router  # noqa: E402
 from freqtrade_opt_plugin.settings import Settings  # noqa: E402
 
 
@@ -62,47 +63,20 @@ BUILD = {"calc_profit_ratio": methods.build_profit_ratio,
 OPT = {opt.target.rpartition(".")[2]: opt for opt in OPTIMIZATIONS}
 
 
-def routed(name: str, level: OptimizationLevel) -> Callable:
-    opt = OPT[name]
+def routed(name: str, level: OptimizationLevel, hot: bool = True) -> Callable:
+    """The Router activation installs (`hot`: the lean layer trade_math registers; False: the
+    standard layer, for comparison). Bound even when off (what a target gets while another
+    candidate on it is on)."""
+    opt = dataclasses.replace(OPT[name], hot=hot)
     flags = Flags([opt], Settings(level=level))
     return make_router(opt, ORIGINAL[name], flags, Monitor(MonitorSettings(persist=False)))
 
 
-def lean_routed(name: str, every: int = 64) -> Callable:
-    """PROPOSAL, benchmark only: the lighter routing suggested for hot tiny functions.
-
-    The standing flag decision is read from one attribute (a real version would refresh it when
-    the flags change), every call is counted in a plain integer, one call in `every` is timed
-    and recorded, an exception falls back to the original. No per-call flag evaluation, shadow
-    or memory-sampling checks, and no monitor record on untimed calls.
-    """
-    opt = OPT[name]
-    original = ORIGINAL[name]
-    replacement = BUILD[name](original)
-    monitor = Monitor(MonitorSettings(persist=False))
-    record = monitor.record
-    state = {"calls": 0, "enabled": True}
-
-    def routed(*args, **kwargs):
-        calls = state["calls"] = state["calls"] + 1
-        if not state["enabled"]:
-            return original(*args, **kwargs)
-        if calls % every:
-            try:
-                return replacement(*args, **kwargs)
-            except Exception:
-                return original(*args, **kwargs)
-        start = time.perf_counter()
-        try:
-            result = replacement(*args, **kwargs)
-        except Exception:
-            return original(*args, **kwargs)
-        record(opt.name, "optimized", time.perf_counter() - start)
-        return result
-
-    routed.__wrapped__ = original  # what a Router carries, so trade helpers stay inlinable
-    setattr(routed, ROUTER_ATTRIBUTE, opt)
-    return routed
+def as_activated(name: str, level: OptimizationLevel) -> Callable:
+    """What activation binds at a hot target: its Router if the optimization is on at `level`,
+    else the original itself (`activation._bind_hot`)."""
+    router = routed(name, level)
+    return router if level >= OPT[name].tier else ORIGINAL[name]
 
 
 def install(functions: dict[str, Callable]) -> None:
@@ -166,9 +140,10 @@ def method_variants(name: str) -> dict[str, Callable]:
     variants = {
         "original": ORIGINAL[name],
         "replacement": built,
-        "replacement+Router": routed(name, OptimizationLevel.AGGRESSIVE),
-        "replacement+lean (*)": lean_routed(name),
-        "original+Router": routed(name, OptimizationLevel.DISABLED),
+        "replacement+hot Router": routed(name, OptimizationLevel.AGGRESSIVE),
+        "replacement+std Router": routed(name, OptimizationLevel.AGGRESSIVE, hot=False),
+        "original+hot Router": routed(name, OptimizationLevel.DISABLED),
+        "original+std Router": routed(name, OptimizationLevel.DISABLED, hot=False),
     }
     if name == "calc_close_trade_value":
         variants["repl. no parse memo"] = one_entry_memo(built)
@@ -238,17 +213,15 @@ def bench_backtest(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         backtesting, preprocessed, start, end = prepare_backtest(
             args.workspace, args.pairs, args.days, Path(tmp))
+        off, on = OptimizationLevel.STANDARD, OptimizationLevel.AGGRESSIVE
         variants = {
             "stock": dict(ORIGINAL),
-            "stock+Routers (off)": {name: routed(name, OptimizationLevel.DISABLED)
-                                    for name in NAMES},
-            "stock+2 Routers (off)": {  # without the one on calc_close_trade_value
-                name: routed(name, OptimizationLevel.DISABLED) if name != NAMES[1]
-                else ORIGINAL[name] for name in NAMES},
+            "activated, off": {name: as_activated(name, off) for name in NAMES},
+            "hot Routers, off": {name: routed(name, off) for name in NAMES},
+            "std Routers, off": {name: routed(name, off, hot=False) for name in NAMES},
             "replacements": {name: BUILD[name](ORIGINAL[name]) for name in NAMES},
-            "replacements+Routers": {name: routed(name, OptimizationLevel.AGGRESSIVE)
-                                     for name in NAMES},
-            "replacements+lean (*)": {name: lean_routed(name) for name in NAMES},
+            "activated, on": {name: as_activated(name, on) for name in NAMES},
+            "std Routers, on": {name: routed(name, on, hot=False) for name in NAMES},
         }
         if args.variants:
             variants = {label: variants[label] for label in ["stock", *args.variants]}
@@ -280,7 +253,8 @@ def bench_backtest(args: argparse.Namespace) -> None:
         median = statistics.median(values)
         print(f"{label:22s} {median:7.2f} s  {base / median:5.2f}x  "
               f"(saved {base - median:5.2f} s)")
-    print("(*) a sketch of the lighter routing proposed for hot tiny functions (see lean_routed)")
+    print("activated: what activation binds (hot Routers; the originals while off); "
+          "hot/std Routers: bound even when off (hot: trade_math's lean layer, std: hot=False)")
 
 
 def main() -> None:
