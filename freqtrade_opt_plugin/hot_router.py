@@ -88,6 +88,15 @@ def make_hot_layer(
         if pending_orig:
             record(name, "original", orig_last, calls=pending_orig, timed=False)
 
+    def uncount(timed: bool) -> None:
+        """Take a call that raised out of the sampled group (as the standard layer, it is
+        recorded only as an error, or not at all when its exception passes through)."""
+        nonlocal opt_left
+        if not timed:
+            opt_left += 1
+        elif every > 1:  # the group's other calls, the sample itself is lost
+            record(name, "optimized", opt_last, calls=every - 1, timed=False)
+
     @functools.wraps(original)
     def routed(*args: Any, **kwargs: Any) -> Any:
         nonlocal opt_left, orig_left, opt_last, orig_last
@@ -111,18 +120,14 @@ def make_hot_layer(
         try:
             result = replacement(*args, **kwargs)
         except propagates:
+            uncount(timed)
             raise
         except Exception as exc:
             failed_after = perf_counter() - start if timed else 0.0  # untimed: no duration
+            uncount(timed)
             mark = getattr(exc, ORIGINAL_ERROR_ATTRIBUTE, None)
             if mark is marker or mark is True:
                 raise  # raised by the layer below (`wrapped`, `call_original`): its behaviour
-            # This call is recorded on its own (as an error), not in the sampled group.
-            if timed:
-                if every > 1:
-                    record(name, "optimized", opt_last, calls=every - 1, timed=False)
-            else:
-                opt_left += 1
             if saved is not None:
                 saved.restore()
             result = below(*args, **kwargs)  # if it raises too, its error propagates

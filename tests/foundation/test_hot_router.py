@@ -156,3 +156,18 @@ def test_a_hot_target_that_is_off_is_not_routed_and_follows_the_flags(run_python
     assert seen == {"off": False, "off_value": seen["on_value"], "on": True,
                     "on_value": seen["off_value"], "disabled": True, "others_on": True,
                     "close_off": True, "deactivated": True}
+
+
+def test_calls_whose_exception_passes_through_are_not_counted():
+    def failing_below(values, x):
+        raise KeyError(x)
+
+    opt = hot()
+    flags = Flags([opt], Settings(level=OptimizationLevel.STANDARD))
+    monitor = Monitor(MonitorSettings(persist=False))
+    router = make_router(opt, failing_below, flags, monitor)
+    for i in range(2 * SAMPLE_EVERY):
+        router([], i)
+        with pytest.raises(KeyError):
+            router([], "below")
+    assert calls(monitor, "hot", "optimized")[0] == 2 * SAMPLE_EVERY
