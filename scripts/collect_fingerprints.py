@@ -55,10 +55,6 @@ CANDIDATE_TARGETS: tuple[str, ...] = (
     "freqtrade.optimize.backtesting:Backtesting.time_pair_generator",
     "freqtrade.optimize.backtesting:Backtesting._time_pair_generator_det",
     "freqtrade.optimize.backtesting:Backtesting.load_bt_data",
-    # trade_math (its helpers are checked at run time, see trade_math/fingerprints.py)
-    "freqtrade.persistence.trade_model:LocalTrade.calc_profit_ratio",
-    "freqtrade.persistence.trade_model:LocalTrade.calc_close_trade_value",
-    "freqtrade.persistence.trade_model:LocalTrade._calc_open_trade_value",
 )
 
 
