@@ -47,7 +47,8 @@ def per_call_ns(fn, number: int = 200_000, repeat: int = 7) -> float:
 
 
 def bench_record(tmp: Path) -> dict[str, float]:
-    def empty(name, path, seconds, *, error=False, fallback=False, peak_bytes=None):
+    def empty(name, path, seconds, *, cpu_seconds=None, error=False, fallback=False,
+              peak_bytes=None):
         return None
 
     memory_only = Monitor(MonitorSettings(persist=False), run_id="bench-mem")
@@ -72,6 +73,7 @@ def bench_record(tmp: Path) -> dict[str, float]:
         "record(), no store": per_call_ns(alternate(memory_only)),
         "record(), store, flushes amortized": per_call_ns(alternate(stored), number=100_000),
         "should_sample_memory()": per_call_ns(lambda: memory_only.should_sample_memory("f")),
+        "cpu_start()": per_call_ns(lambda: memory_only.cpu_start("f", "optimized")),
     }
     return results
 
@@ -128,9 +130,10 @@ t0 = time.perf_counter()
 from freqtrade_opt_plugin import monitor as m
 if mode == "off":
     m.Monitor.record = lambda self, *a, **k: None
-    m.Monitor.flush = lambda self: True
+    m.Monitor.flush = lambda self, **k: True
     m.Monitor.close = lambda self: None
     m.Monitor.should_sample_memory = lambda self, name: False
+    m.Monitor.cpu_start = lambda self, name, path: None
 else:
     perf = time.perf_counter
     def timed(fn):
@@ -142,7 +145,7 @@ else:
                 spent["seconds"] += perf() - start
                 spent["calls"] += 1
         return wrapper
-    for name in ("record", "flush", "close", "should_sample_memory"):
+    for name in ("record", "flush", "close", "should_sample_memory", "cpu_start"):
         setattr(m.Monitor, name, timed(getattr(m.Monitor, name)))
 from freqtrade_opt_plugin.offline.__main__ import main
 code = main(args)

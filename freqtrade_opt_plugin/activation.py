@@ -363,6 +363,7 @@ def activate() -> Activation | None:
             _active = Activation(pm, optimizations, flags, plugin_errors=errors)
             flags.subscribe(functools.partial(_flags_changed, _active))
             monitor.get_monitor().set_status_provider(_monitor_status)
+            monitor.get_monitor().set_plugin_manager(pm)
             _report_problems(_active, plugin_settings.problems)
             _autoload.install()
             _autoload.mark_activated(True)
@@ -396,6 +397,7 @@ def deactivate() -> None:
         for name in _active.optimizations:
             monitor.get_monitor().unwatch(name)
         _active = None
+        monitor.get_monitor().set_plugin_manager(None)
         _autoload.mark_activated(False)
 
 

@@ -62,6 +62,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(row["name"], row["tier"], _yes_no(row["verified"]), _yes_no(row["active"]),
                       f"{row['percentage']}%", str(row.get("errors", 0)), row["reason"])
     console.print(table)
+    for row in status["optimizations"]:
+        for key, value in (row.get("details") or {}).items():
+            console.print(f"{row['name']} {key}: {value}")
     for problem in status["problems"]:
         console.print(f"[yellow]setting problem:[/] {problem}")
     for plugin, error in status["plugin_errors"].items():

@@ -14,9 +14,9 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from freqtrade_opt_plugin.monitor import RegressionAlert
     from freqtrade_opt_plugin.registry import Optimization
-    from freqtrade_opt_plugin.telemetry_store import PathDelta
+    from freqtrade_opt_plugin.telemetry.analysis import RegressionAlert
+    from freqtrade_opt_plugin.telemetry.store import PathDelta
 
 PROJECT = "freqtrade_opt"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -43,21 +43,36 @@ def freqtrade_opt_register_optimizations() -> list[Optimization]:
 def freqtrade_opt_records(records: Sequence[PathDelta]) -> None:
     """Receive the calls recorded since the previous flush, one `PathDelta` per optimization and
     path: ``name``, ``path`` ("optimized" / "original"), counters (``calls``, ``errors``,
-    ``fallbacks``, ``total_seconds``, ``timed_calls``, ``timed_seconds``, ``mem_samples``,
-    ``mem_peak_sum``, ``mem_peak_max``) and the new samples (``timings`` in seconds, ``peaks`` in
-    bytes). Called once per flush (every ``FREQTRADE_OPT_MONITOR_FLUSH_EVERY`` records,
-    ``..._FLUSH_INTERVAL`` seconds and at process exit), after the batch reached the store.
+    ``fallbacks``, ``total_seconds``, ``timed_calls``, ``timed_seconds``, ``cpu_calls``,
+    ``cpu_seconds``, ``mem_samples``, ``mem_peak_sum``, ``mem_peak_max``) and the new samples
+    (``timings`` and ``cpu`` in seconds, ``peaks`` in bytes). Called once per flush (every
+    ``FREQTRADE_OPT_MONITOR_FLUSH_EVERY`` records, ``..._FLUSH_INTERVAL`` seconds and at process
+    exit), after the batch reached the store.
     """
 
 
 @hookspec
 def freqtrade_opt_regression(alert: RegressionAlert) -> None:
-    """Receive a `RegressionAlert` (``function``, ``degradation_percent``, ``recommendation``,
-    ``kind``, medians, sample counts, p-value): from `detect_performance_regressions` (also run at
-    the end of a run by the process that started it) and when a performance gate fails."""
+    """Receive a `RegressionAlert` (``function``, ``kind``, ``measure``, ``runs`` and
+    ``reference_runs`` compared, ``degradation_percent``, medians, sample counts, p-value,
+    ``recommendation``): at the end of a run, in the process that started it, for each slowdown
+    that includes that run (rules: `freqtrade_opt_plugin.telemetry.analysis`); from
+    `detect_performance_regressions` when asked; and when a performance gate fails (kind
+    ``performance_gate``, in the process whose flush judged it)."""
 
 
 @hookspec
 def freqtrade_opt_disabled(name: str, reason: str) -> None:
     """An optimization was switched off persistently (error threshold or performance gate).
     Called once, in the process that switched it off."""
+
+
+@hookspec
+def freqtrade_opt_telemetry_closed() -> None:
+    """This process's monitor made its final flush: no more records or alerts will come.
+
+    Called once per process, in that process, at interpreter exit (or when a multiprocessing
+    fork child finishes), after its last ``freqtrade_opt_records``. A sink exports what it
+    buffered and shuts its exporters down here (its own ``atexit`` handler would run before the
+    final flush). An exception is logged once and ignored.
+    """

@@ -7,7 +7,8 @@ that keeps the Router's guarantees:
 
 * the standing decision is precomputed whenever the flags change (`Flags.subscribe`): a call
   reads two closure cells (always / never); only a partial rollout (1-99%) asks the flags;
-* one call in `SAMPLE_EVERY` per path ("optimized", "original") is timed and recorded, with
+* one call in `SAMPLE_EVERY` per path ("optimized", "original") is timed (wall and thread CPU
+  time) and recorded, with
   ``calls=SAMPLE_EVERY`` (the untimed calls since the previous record and itself). The untimed
   calls counted since the last record are recorded when the monitor is read or flushed
   (`Monitor.add_drain`, estimated at the last timed duration, ``timed=False``). So `calls` is
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 from freqtrade_opt_plugin.flags import Flags
@@ -105,18 +106,18 @@ def make_hot_layer(
             if orig_left:
                 return below(*args, **kwargs)
             orig_left = every
-            start = perf_counter()
+            cpu, start = thread_time(), perf_counter()
             result = below(*args, **kwargs)
             orig_last = perf_counter() - start
-            record(name, "original", orig_last, calls=every)
+            record(name, "original", orig_last, cpu_seconds=thread_time() - cpu, calls=every)
             return result
         saved = take_snapshot(args, kwargs) if take_snapshot else None
         opt_left -= 1
         timed = not opt_left
-        start = 0.0
+        start = cpu = 0.0
         if timed:
             opt_left = every
-            start = perf_counter()
+            cpu, start = thread_time(), perf_counter()
         try:
             result = replacement(*args, **kwargs)
         except propagates:
@@ -136,7 +137,7 @@ def make_hot_layer(
             return result
         if timed:
             opt_last = perf_counter() - start
-            record(name, "optimized", opt_last, calls=every)
+            record(name, "optimized", opt_last, cpu_seconds=thread_time() - cpu, calls=every)
         return result
 
     refresh()

@@ -94,7 +94,10 @@ class Optimization:
     `fingerprints` maps Freqtrade versions to `fingerprint()` of the original source the
     replacement was verified against: any other source is not patched (per candidate: one whose
     fingerprint does not match is left out, the others on the target still run).
-    `performance_threshold` is the highest acceptable optimized/original median time ratio.
+    `performance_threshold` is the highest acceptable optimized/original ratio of mean CPU time
+    per call (the performance gate, see `telemetry.analysis`). `gate_runs`: runs of optimized
+    calls the gate waits for before judging; 2 for caches, whose misses in one run are repaid
+    by hits in the next (their cost is judged over hits and misses together).
     `propagates` lists exceptions that are part of the original's contract (e.g. an abort
     request): they pass through instead of triggering the fallback.
     `mutates_arguments=False` declares the original (and so the replacement) pure: the Router
@@ -128,6 +131,7 @@ class Optimization:
     default_percentage: int = 100
     performance_threshold: float = 1.0
     min_samples: int = 5
+    gate_runs: int = 1
     propagates: tuple[type[BaseException], ...] = ()
     mutates_arguments: bool = True
     shadow: bool = True

@@ -24,7 +24,7 @@ import copy
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 from freqtrade_opt_plugin.equality import first_difference
@@ -109,6 +109,7 @@ def _make_layer(
     use_shadow = flags.use_shadow
     record = monitor.record
     sample_memory = monitor.should_sample_memory
+    cpu_start = monitor.cpu_start  # thread_time() on the calls whose CPU time is measured
     take_snapshot = Snapshot if opt.mutates_arguments else None
     marker = object()  # tags exceptions raised by `below` through this layer's `wrapped`
 
@@ -126,13 +127,15 @@ def _make_layer(
         traced = sample_memory(name)
         if traced:
             start_memory_trace()
+        cpu = cpu_start(name, "original")
         start = perf_counter()
         try:
             result = below(*args, **kwargs)
         finally:
             elapsed = perf_counter() - start
+            cpu = None if cpu is None else thread_time() - cpu
             peak = stop_memory_trace() if traced else None
-        record(name, "original", elapsed, peak_bytes=peak)
+        record(name, "original", elapsed, cpu_seconds=cpu, peak_bytes=peak)
         return result
 
     def run_shadow(args: tuple, kwargs: dict) -> Any:
@@ -142,6 +145,7 @@ def _make_layer(
         except Exception:
             return run_original(args, kwargs)
         result = run_original(args, kwargs)
+        cpu = cpu_start(name, "optimized")
         start = perf_counter()
         try:
             got = replacement(*copies[0], **copies[1])
@@ -149,7 +153,9 @@ def _make_layer(
             record(name, "optimized", perf_counter() - start, error=True)
             difference = f"the optimized path raised {type(exc).__name__}: {exc}"
         else:
-            record(name, "optimized", perf_counter() - start)
+            elapsed = perf_counter() - start
+            record(name, "optimized", elapsed,
+                   cpu_seconds=None if cpu is None else thread_time() - cpu)
             difference = first_difference(got, result) or first_difference(
                 copies, (args, kwargs), "arguments after the call")
         if difference is not None:
@@ -168,6 +174,7 @@ def _make_layer(
         traced = sample_memory(name)
         if traced:
             start_memory_trace()
+        cpu = cpu_start(name, "optimized")
         start = perf_counter()
         try:
             result = replacement(*args, **kwargs)
@@ -191,7 +198,9 @@ def _make_layer(
             flags.record_error(name, exc)
             return result
         elapsed = perf_counter() - start
-        record(name, "optimized", elapsed, peak_bytes=stop_memory_trace() if traced else None)
+        cpu = None if cpu is None else thread_time() - cpu
+        record(name, "optimized", elapsed, cpu_seconds=cpu,
+               peak_bytes=stop_memory_trace() if traced else None)
         return result
 
     return routed

@@ -22,6 +22,18 @@ def _freqtrade_version() -> str:
         return "not installed"
 
 
+def _details(opt: Any) -> dict[str, Any] | None:
+    """An optimization's own state (``describe()`` of its module, e.g. fast_loop's guard)."""
+    module = importlib.import_module(opt.replacement.__module__)
+    describe = getattr(module, "describe", None)
+    if describe is None:
+        return None
+    try:
+        return describe()
+    except Exception as exc:  # noqa: BLE001 - status must render whatever a module does
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Activate (as a backtest would), import every target module and report each optimization.
 
@@ -65,6 +77,8 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
                        percentage=decision.percentage if target.installed else 0,
                        reason=reason, verification=target.detail,
                        errors=state.flags.errors.get(opt.name, 0))
+        if (details := _details(opt)) is not None:
+            row["details"] = details
         rows.append(row)
 
     settings = state.flags.settings if state is not None else None

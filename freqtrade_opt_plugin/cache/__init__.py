@@ -13,7 +13,8 @@ Caches (size / TTL defaults, each overridable by ``FREQTRADE_OPT_CACHE_<NAME>_SI
 ``analysis`` 200 MB / 1 h, ``temporary`` 50 MB / 5 min, ``backtesting`` 500 MB / 30 min.
 ``FREQTRADE_OPT_CACHE_ENABLED=false`` turns all of them off, ``FREQTRADE_OPT_CACHE_DIR`` moves them
 (default ``<user_data>/freqtrade_opt/cache``), ``FREQTRADE_OPT_CACHE_INDICATORS=false`` turns off
-indicator reuse only.
+indicator reuse only. ``FREQTRADE_OPT_CACHE_REDIS_URL`` adds a shared tier on Redis behind them
+(``redis_tier.py``; ``pip install "freqtrade-opt-plugin[redis]"``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _EXPORTS = {
     "get_cache": "caches",
     "get_cache_status": "caches",
     "get_settings": "caches",
+    "RedisTier": "redis_tier",
     "Unhashable": "hashing",
     "content_hash": "hashing",
     "CorruptEntry": "disk",

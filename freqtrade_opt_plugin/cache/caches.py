@@ -19,6 +19,10 @@ whose database is corrupt logs ONE warning (naming the directory and the error) 
 for the rest of the process: lookups miss, stores are skipped, results are unchanged. A single
 corrupt entry is removed (one warning) and counts as a miss.
 
+Shared tier: with ``FREQTRADE_OPT_CACHE_REDIS_URL`` set, a lookup the local cache misses asks Redis
+(`redis_tier.RedisTier`), and a hit there is copied into the local cache; a stored value goes to
+both. Redis being down, slow, full or read-only never changes a result (see ``redis_tier.py``).
+
 Statistics (hits, misses, stores, evictions, ...) are counted in memory and added to
 ``stats.sqlite3`` in the cache directory every few seconds and at exit, so `get_cache_status()`
 (and ``freqtrade-opt cache status``) shows the totals of every process that used the cache.
@@ -29,7 +33,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -39,12 +42,27 @@ from typing import Any
 
 import diskcache
 
-from freqtrade_opt_plugin.cache.disk import CorruptEntry, NotCacheable, SafeDisk, encode
+from freqtrade_opt_plugin.cache.disk import (
+    CorruptEntry,
+    Encoded,
+    NotCacheable,
+    SafeDisk,
+    decode,
+    encode,
+    estimate_memory,
+)
+from freqtrade_opt_plugin.cache.redis_tier import Fetched, RedisTier
 from freqtrade_opt_plugin.cache.settings import (
     CACHE_NAMES,
     ENV_PREFIX,
     CacheSettings,
     load_cache_settings,
+)
+from freqtrade_opt_plugin.cache.stats import (
+    add_counts,
+    read_counts,
+    remove_cache_files,
+    remove_stats,
 )
 from freqtrade_opt_plugin.paths import UnsafeDirectoryError, ensure_private_dir, state_dir
 
@@ -64,10 +82,14 @@ __all__ = [
 EVICTION_POLICY = "least-recently-stored"
 REFRESH_INTERVAL = 5.0  # seconds between batched recency refreshes of entries read
 STATS_INTERVAL = 2.0  # seconds between flushes of this process's counters
-STATS_FILE = "stats.sqlite3"
 MIN_FILE_SIZE = 2**15  # values from 32 KiB are files next to the database
-COUNTERS = ("hits", "misses", "stores", "evictions", "expired", "not_cacheable", "errors")
-_KNOWN_FILES = re.compile(r"cache\.db(-wal|-shm|-journal)?|stats\.sqlite3(-wal|-shm|-journal)?")
+COUNTERS = ("hits", "misses", "stores", "evictions", "expired", "not_cacheable", "errors",
+            # the shared tier: hits (also in "hits"), lookups that missed, stores, entries
+            # refused (corrupt/foreign), stores skipped (too large, read-only, full, down),
+            # and the microseconds spent asking it
+            "redis_hits", "redis_misses", "redis_stores", "redis_refused", "redis_skipped",
+            "redis_lookups", "redis_us")
+MAX_CORRUPT_WARNINGS = 5  # per cache and process; further ones are logged at debug level
 
 
 class _Missing:
@@ -85,7 +107,7 @@ class SpecializedCache:
     """One named, size-bounded, TTL-expiring, multi-process disk cache."""
 
     def __init__(self, name: str, directory: Path, size_limit: int, ttl: float,
-                 timeout: float, enabled: bool = True) -> None:
+                 timeout: float, enabled: bool = True, shared: RedisTier | None = None) -> None:
         self.name = name
         self.directory = Path(directory)
         self.size_limit = int(size_limit)
@@ -100,7 +122,8 @@ class SpecializedCache:
         self._last_stats_flush = time.monotonic()
         self._pending_refresh: set[str] = set()
         self._last_refresh = time.monotonic()
-        self._warned_corrupt = False
+        self._corrupt_warnings = 0
+        self.shared = shared if enabled else None
 
     # -- opening and failing ------------------------------------------------------------------
     def _open(self) -> diskcache.Cache | None:
@@ -183,12 +206,7 @@ class SpecializedCache:
             if not pending or not self.directory.is_dir():
                 return
             try:
-                with _stats_connection(self.directory, self.timeout) as con:
-                    con.executemany(
-                        "INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
-                        "DO UPDATE SET value = value + excluded.value",
-                        list(pending.items()),
-                    )
+                add_counts(self.directory, self.timeout, pending)
             except (sqlite3.Error, OSError) as exc:
                 logger.debug("cache '%s': stats not flushed: %s", self.name, exc)
                 return
@@ -197,15 +215,7 @@ class SpecializedCache:
 
     def counters(self) -> dict[str, int]:
         """Totals of every process (the stats file) plus this process's unflushed counts."""
-        totals = dict.fromkeys(COUNTERS, 0)
-        if (self.directory / STATS_FILE).is_file():
-            try:
-                with _stats_connection(self.directory, self.timeout) as con:
-                    for name, value in con.execute("SELECT name, value FROM counters"):
-                        if name in totals and isinstance(value, int):
-                            totals[name] += value
-            except (sqlite3.Error, OSError) as exc:
-                logger.debug("cache '%s': stats unreadable: %s", self.name, exc)
+        totals = read_counts(self.directory, self.timeout, COUNTERS)
         with self._lock:
             for key, value in self._counts.items():
                 totals[key] += value
@@ -237,43 +247,102 @@ class SpecializedCache:
 
     # -- the API ------------------------------------------------------------------------------
     def get(self, key: str, default: Any = MISSING) -> Any:
-        """The stored value for `key`, or `default` (a miss, also when bypassed)."""
+        """The stored value for `key` (local tier, then the shared one), or `default` (a miss,
+        also when bypassed)."""
         cache = self._open()
-        if cache is None:
+        if cache is None and self.shared is None:
             return default
+        if cache is not None:
+            value = self._get_local(cache, key)
+            if value is not MISSING:
+                self._count("hits")
+                self._note_read(key)
+                return value
+        if self.shared is not None:
+            value = self._get_shared(cache, key)
+            if value is not MISSING:
+                self._count("hits")
+                return value
+        self._count("misses")
+        return default
+
+    def _get_local(self, cache: diskcache.Cache, key: str) -> Any:
         try:
-            value = cache.get(key, default=MISSING, retry=False)
+            return cache.get(key, default=MISSING, retry=False)
         except CorruptEntry as exc:
             self._corrupt(cache, key, exc)
-            self._count("misses")
-            return default
         except Exception as exc:  # noqa: BLE001
             self._fail("cannot read it", exc)
-            return default
-        if value is MISSING:
-            self._count("misses")
-            return default
-        self._count("hits")
-        self._note_read(key)
+        return MISSING
+
+    def _get_shared(self, cache: diskcache.Cache | None, key: str) -> Any:
+        tier = self.shared
+        assert tier is not None
+        found = tier.fetch(self.name, key)
+        if found.payload is None and found.refused is None:
+            waited = tier.claim(self.name, key)  # take the lock, or wait for its holder
+            found = Fetched(waited.payload, waited.refused, found.seconds + waited.seconds)
+        self._count("redis_lookups")
+        self._count("redis_us", int(found.seconds * 1e6))
+        if found.payload is None:
+            if found.refused is not None:
+                self._refused(found.refused)
+            self._count("redis_misses")
+            return MISSING
+        try:
+            value = decode(found.payload)
+        except CorruptEntry as exc:  # sealed, yet not a valid entry: a writer's bug or worse
+            rkey = tier.entry_key(self.name, key)
+            tier.remove(rkey)
+            self._refused(f"{rkey}: {exc}")
+            self._count("redis_misses")
+            return MISSING
+        self._count("redis_hits")
+        if cache is not None:  # copy it into the local tier (its bytes, not encoded again)
+            self._store_local(cache, key, Encoded(found.payload, estimate_memory(value)), None)
         return value
 
+    def _refused(self, detail: str) -> None:
+        self._count("redis_refused")
+        self._count("errors")
+        self._warn_corrupt("freqtrade-opt cache '%s': refused and removed the shared entry %s; "
+                           "it is recomputed, results are unaffected.", self.name, detail)
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        """Store `value` under `key` for `ttl` seconds (default: the cache's). False if not."""
-        if self._open() is None:
+        """Store `value` under `key` for `ttl` seconds (default: the cache's) in the local tier
+        and the shared one. False if stored in neither."""
+        cache = self._open()
+        tier = self.shared
+        if cache is None and tier is None:
             return False
         try:
             encoded = encode(value)
         except NotCacheable as exc:
             self._count("not_cacheable")
             logger.debug("cache '%s': value not cached: %s", self.name, exc)
+            if tier is not None:
+                tier.release(self.name, key)
             return False
+        stored = cache is not None and self._store_local(cache, key, encoded, ttl)
+        if tier is not None:
+            why = tier.store(self.name, key, encoded.payload)
+            if why is None:
+                self._count("redis_stores")
+                stored = True
+            else:
+                self._count("redis_skipped")
+                logger.debug("cache '%s': not stored in Redis (%s)", self.name, why)
+            tier.release(self.name, key)
+        return stored
+
+    def _store_local(self, cache: diskcache.Cache, key: str, encoded: Encoded,
+                     ttl: float | None) -> bool:
         if encoded.size > self.size_limit // 2:
             self._count("not_cacheable")
             logger.debug("cache '%s': value of %d bytes exceeds half the %d-byte limit; not "
-                         "cached", self.name, encoded.size, self.size_limit)
+                         "cached locally", self.name, encoded.size, self.size_limit)
             return False
-        cache = self._cache
-        if cache is None:
+        if self._cache is not cache:  # bypassed meanwhile
             return False
         try:
             cache.set(key, encoded, expire=self.ttl if ttl is None else float(ttl), retry=False)
@@ -289,6 +358,8 @@ class SpecializedCache:
         """Count a result the caller chose not to store (e.g. over its size budget)."""
         self._count("not_cacheable")
         logger.debug("cache '%s': not stored: %s", self.name, reason)
+        if self.shared is not None:
+            self.shared.release(self.name)  # let other machines compute it
 
     def _cull(self, cache: diskcache.Cache) -> None:
         """Remove expired entries, then the least recently stored/read ones, until under the
@@ -310,18 +381,27 @@ class SpecializedCache:
 
     def _corrupt(self, cache: diskcache.Cache, key: str, exc: Exception) -> None:
         self._count("errors")
-        if not self._warned_corrupt:
-            self._warned_corrupt = True
-            logger.warning(
-                "freqtrade-opt cache '%s' at %s: a corrupt entry was removed (%s); it is "
-                "recomputed, results are unaffected.", self.name, self.directory, exc,
-            )
+        where = str(exc) if str(self.directory) in str(exc) else (
+            f"key {key} in {self.directory / 'cache.db'}: {exc}")
+        self._warn_corrupt("freqtrade-opt cache '%s': removed a corrupt entry (%s); it is "
+                           "recomputed, results are unaffected.", self.name, where)
         try:
             cache.delete(key, retry=False)
         except Exception as exc2:  # noqa: BLE001 - e.g. a tampered file name: bypass the cache
             self._fail("cannot remove a corrupt entry", exc2)
 
+    def _warn_corrupt(self, message: str, *args: Any) -> None:
+        self._corrupt_warnings += 1
+        if self._corrupt_warnings <= MAX_CORRUPT_WARNINGS:
+            logger.warning(message, *args)
+        else:
+            logger.debug(message, *args)
+
     def delete(self, key: str) -> bool:
+        """Remove `key` from the local tier and (if this user may write) the shared one."""
+        if self.shared is not None:
+            self.shared.remove(self.shared.entry_key(self.name, key))
+            self.shared.release(self.name, key)
         cache = self._open()
         if cache is None:
             return False
@@ -350,15 +430,10 @@ class SpecializedCache:
             except Exception as exc:  # noqa: BLE001
                 self._fail("cannot clear it", exc)
         if cache is None or self.bypassed is not None:
-            removed = _remove_cache_files(self.directory)
+            removed = remove_cache_files(self.directory)
             self.bypassed = None
             self._cache = None
-        try:
-            (self.directory / STATS_FILE).unlink(missing_ok=True)
-            for suffix in ("-wal", "-shm"):
-                (self.directory / (STATS_FILE + suffix)).unlink(missing_ok=True)
-        except OSError:
-            pass
+        remove_stats(self.directory)
         return removed
 
     def expire(self) -> int:
@@ -376,6 +451,8 @@ class SpecializedCache:
 
     def close(self) -> None:
         """Flush pending recency refreshes and statistics and close the connection."""
+        if self.shared is not None:
+            self.shared.release(self.name)
         if self._pid == os.getpid():
             self._refresh()
             self.flush_stats()
@@ -386,41 +463,26 @@ class SpecializedCache:
             except Exception:  # noqa: BLE001
                 pass
 
-    def status(self) -> dict[str, Any]:
-        """Figures of this cache (all processes): entries, size, hits, misses, evictions...
-
-        A cache whose directory does not exist yet is reported empty (and not created)."""
-        exists = self.directory.is_dir() or self._cache is not None
-        if exists:
-            self.expire()
-            self.flush_stats()
-        entries, volume = 0, 0
-        cache = self._open() if exists else None
+    def size(self) -> tuple[int, int]:
+        """(entries, bytes) of the local tier, expired entries removed first; a cache whose
+        directory does not exist yet is empty (and not created)."""
+        if not (self.directory.is_dir() or self._cache is not None):
+            return 0, 0
+        self.expire()
+        self.flush_stats()
+        cache = self._open()
         if cache is not None:
             try:
-                entries, volume = len(cache), cache.volume()
+                return len(cache), cache.volume()
             except Exception as exc:  # noqa: BLE001
                 self._fail("cannot read its size", exc)
-        counts = self.counters()
-        lookups = counts["hits"] + counts["misses"]
-        return {
-            "name": self.name,
-            "directory": str(self.directory),
-            "enabled": self.enabled,
-            "bypassed": self.bypassed,
-            "entries": entries,
-            "size_mb": round(volume / 2**20, 3),
-            "limit_mb": round(self.size_limit / 2**20, 3),
-            "ttl_seconds": self.ttl,
-            "hits": counts["hits"],
-            "misses": counts["misses"],
-            "hit_rate": round(counts["hits"] / lookups, 4) if lookups else None,
-            "stores": counts["stores"],
-            "evictions": counts["evictions"],
-            "expired": counts["expired"],
-            "not_cacheable": counts["not_cacheable"],
-            "errors": counts["errors"],
-        }
+        return 0, 0
+
+    def status(self) -> dict[str, Any]:
+        """Figures of this cache (all processes) in both tiers (`status.cache_figures`)."""
+        from freqtrade_opt_plugin.cache.status import cache_figures
+
+        return cache_figures(self)
 
 
 def _describe(exc: BaseException) -> str:
@@ -430,63 +492,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-class _StatsConnection:
-    def __init__(self, directory: Path, timeout: float) -> None:
-        self._con = sqlite3.connect(str(directory / STATS_FILE), timeout=timeout,
-                                    isolation_level=None)
-
-    def __enter__(self) -> sqlite3.Connection:
-        con = self._con
-        con.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER)")
-        con.execute("BEGIN IMMEDIATE")
-        return con
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self._con.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._con.close()
-
-
-def _stats_connection(directory: Path, timeout: float) -> _StatsConnection:
-    return _StatsConnection(directory, timeout)
-
-
-def _remove_cache_files(directory: Path) -> int:
-    """Delete what diskcache and this module create in `directory` (nothing else)."""
-    removed = 0
-    if not directory.is_dir():
-        return 0
-    for entry in directory.iterdir():
-        try:
-            if entry.is_file() and _KNOWN_FILES.fullmatch(entry.name):
-                entry.unlink()
-            elif entry.is_dir() and re.fullmatch(r"[0-9a-f]{2}", entry.name):
-                for sub in entry.iterdir():
-                    if sub.is_dir() and re.fullmatch(r"[0-9a-f]{2}", sub.name):
-                        for value in sub.iterdir():
-                            if re.fullmatch(r"[0-9a-f]{28}\.val", value.name):
-                                value.unlink()
-                                removed += 1
-                        _rmdir_if_empty(sub)
-                _rmdir_if_empty(entry)
-        except OSError as exc:
-            logger.warning("freqtrade-opt cache: could not remove %s: %s", entry, exc)
-    return removed
-
-
-def _rmdir_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
 # -- the process-wide registry -----------------------------------------------------------------
 _ORPHANS: list[diskcache.Cache] = []  # parent connections inherited through fork: never reused
 _registry_lock = threading.Lock()
 _settings: CacheSettings | None = None
 _caches: dict[str, SpecializedCache] = {}
+_tier: list[RedisTier] = []  # the process's shared tier (one, when a URL is configured)
 
 
 def _section_from_environment() -> Mapping[str, Any] | None:
@@ -529,9 +540,22 @@ def configure(section: Mapping[str, Any] | None = None) -> CacheSettings:
         old = list(_caches.values())
         _caches.clear()
         _settings = new
+        tiers, _tier[:] = list(_tier), []
     for cache in old:
         cache.close()
+    for tier in tiers:
+        tier.close()
     return new
+
+
+def shared_tier(settings: CacheSettings | None = None) -> RedisTier | None:
+    """The process's Redis tier (None without ``redis_url``); call with the registry lock."""
+    settings = settings or _settings
+    if settings is None or not settings.enabled or not settings.redis_url:
+        return None
+    if not _tier:
+        _tier.append(RedisTier(settings))
+    return _tier[0]
 
 
 def get_cache(name: str) -> SpecializedCache:
@@ -549,6 +573,7 @@ def get_cache(name: str) -> SpecializedCache:
                 ttl=settings.ttl(name),
                 timeout=settings.timeout_seconds,
                 enabled=settings.enabled,
+                shared=shared_tier(settings) if settings.shares(name) else None,
             )
             _caches[name] = cache
         return cache
@@ -560,67 +585,15 @@ def clear_cache(name: str | None = None) -> dict[str, int]:
     return {n: get_cache(n).clear() for n in names}
 
 
-def _recommendations(caches: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for name, s in caches.items():
-        upper = name.upper()
-        if s["bypassed"]:
-            found.append({
-                "cache": name, "setting": f"{ENV_PREFIX}DIR",
-                "message": f"'{name}' is bypassed ({s['bypassed']}); fix the directory "
-                           f"{s['directory']} or run 'freqtrade-opt cache clear {name}'",
-            })
-            continue
-        stores, evictions = s["stores"], s["evictions"]
-        near_full = s["limit_mb"] and s["size_mb"] >= 0.9 * s["limit_mb"]
-        if (evictions and stores >= 5 and evictions >= 0.1 * stores) or near_full:
-            suggested = _round_up(s["limit_mb"] * 2)
-            why = (f"{evictions} evictions for {stores} stores" if evictions
-                   else f"{s['size_mb']:.0f} of {s['limit_mb']:.0f} MB used")
-            found.append({
-                "cache": name, "setting": f"{ENV_PREFIX}{upper}_SIZE_MB", "suggested": suggested,
-                "message": f"raise the '{name}' size limit to {suggested} MB ({why})",
-            })
-        if stores >= 10 and s["hits"] < 0.25 * stores:
-            suggested = max(60, int(s["ttl_seconds"] // 2))
-            found.append({
-                "cache": name, "setting": f"{ENV_PREFIX}{upper}_TTL_SECONDS",
-                "suggested": suggested,
-                "message": f"most '{name}' entries are never read again ({s['hits']} hits for "
-                           f"{stores} stores): lower its TTL to {suggested} s to free space "
-                           "sooner",
-            })
-        if s["not_cacheable"] >= 10 and s["not_cacheable"] > stores:
-            found.append({
-                "cache": name, "setting": None,
-                "message": f"{s['not_cacheable']} '{name}' results could not be stored exactly "
-                           "(unsupported types or too large); see debug logs",
-            })
-    return found
-
-
-def _round_up(value: float) -> int:
-    return int(-(-value // 64) * 64)
-
-
 def get_cache_status() -> dict[str, Any]:
-    """Per-cache figures, an aggregate, and recommendations.
+    """Per-cache figures, the shared tier's, an aggregate and recommendations (`status.py`)."""
+    from freqtrade_opt_plugin.cache.status import cache_status
 
-    ``{"caches": {name: {entries, size_mb, limit_mb, ttl_seconds, hits, misses, hit_rate,
-    stores, evictions, expired, not_cacheable, errors, bypassed, directory, enabled}},
-    "aggregate": {total_memory_mb, average_hit_rate, entries, hits, misses},
-    "recommendations": [{cache, setting, suggested?, message}]}``
-    """
     caches = {name: get_cache(name).status() for name in CACHE_NAMES}
-    rates = [s["hit_rate"] for s in caches.values() if s["hit_rate"] is not None]
-    aggregate = {
-        "total_memory_mb": round(sum(s["size_mb"] for s in caches.values()), 3),
-        "average_hit_rate": round(sum(rates) / len(rates), 4) if rates else None,
-        "entries": sum(s["entries"] for s in caches.values()),
-        "hits": sum(s["hits"] for s in caches.values()),
-        "misses": sum(s["misses"] for s in caches.values()),
-    }
-    return {"caches": caches, "aggregate": aggregate, "recommendations": _recommendations(caches)}
+    settings = get_settings()
+    with _registry_lock:
+        tier = shared_tier(settings)
+    return cache_status(caches, tier)
 
 
 _exit_flush_pid: list[int] = []

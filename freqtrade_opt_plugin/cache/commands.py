@@ -80,12 +80,52 @@ def print_status(status: dict[str, Any], root: str) -> None:
         f"total {agg['total_memory_mb']:.1f} MB in {agg['entries']} entries · average hit rate "
         f"{_rate(agg['average_hit_rate'])}"
     )
+    if status.get("redis"):
+        _print_shared(console, status)
     for name, s in status["caches"].items():
         if s["bypassed"]:
             console.print(f"[red]{name}:[/] {s['bypassed']}")
     for rec in status["recommendations"]:
         setting = f" ({rec['setting']}={rec['suggested']})" if rec.get("suggested") else ""
         console.print(f"[yellow]recommendation:[/] {rec['message']}{setting}")
+
+
+def _num(value: Any, fmt: str = "") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _print_shared(console: Any, status: dict[str, Any]) -> None:
+    """The shared tier: the server (state, round trip, memory bound) and per-cache figures."""
+    from rich.table import Table
+
+    server = status["redis"]
+    color = {"ok": "green", "unavailable": "red", "refused": "red"}.get(server["state"], "yellow")
+    access = " · read-only user" if server["read_only"] else ""
+    table = Table(
+        "cache", "entries", "size MB", "local hits", "redis hits", "misses", "stores",
+        "refused", "skipped", "latency ms",
+        title=f"shared tier: Redis {server['url']} (namespace {server['namespace']}) "
+              f"[{color}]{server['state']}[/]{access}",
+    )
+    for name, s in status["caches"].items():
+        shared = s.get("redis")
+        if shared is None:
+            table.add_row(name, "[dim]not shared[/]", *[""] * 8)
+            continue
+        entries = _num(shared["entries"]) + ("+" if shared["partial"] else "")
+        table.add_row(
+            name, entries, _num(shared["size_mb"], ".1f"), str(s["local_hits"]),
+            str(shared["hits"]), str(shared["misses"]), str(shared["stores"]),
+            str(shared["refused"]), str(shared["skipped"]),
+            _num(shared["mean_latency_ms"], ".2f"),
+        )
+    console.print(table)
+    memory = (f"server memory {_num(server['used_memory_mb'], '.1f')} MB of maxmemory "
+              f"{_num(server['maxmemory_mb'], '.0f')} MB ({server['maxmemory_policy'] or '-'}) "
+              f"· ping {_num(server['ping_ms'], '.2f')} ms")
+    console.print(memory)
+    if server["problem"]:
+        console.print(f"[red]redis:[/] {server['problem']}")
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:

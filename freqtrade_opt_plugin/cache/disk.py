@@ -11,6 +11,10 @@ produced and reads only what `decode` understands:
 * ``J`` plain values (None, bool, int, float, str, list, tuple, dict) as tagged JSON;
 * ``T`` a tuple of any of the above.
 
+Every payload starts with `MAGIC` and the SHA-256 of the bytes after it; `decode` checks it before
+parsing anything, so a flipped bit or a truncated file is a `CorruptEntry` (the caller removes it
+and recomputes), never a changed value served silently.
+
 Keys must be ``str`` (the content hashes). A pickled key or value found in the database (mode
 ``MODE_PICKLE`` or a non-raw key) is refused, never loaded. Anything else raises `NotCacheable`
 at encode time, and the caller runs uncached.
@@ -22,6 +26,7 @@ Arrow would coerce, an unusual extension dtype...) is reported as `NotCacheable`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import os.path as op
@@ -48,10 +53,13 @@ __all__ = [
     "SafeDisk",
     "decode",
     "encode",
+    "verified_body",
     "estimate_memory",
 ]
 
-MAGIC = b"FTOPTC1"
+MAGIC = b"FTOPTC2"  # version 2: a checksum follows the magic
+_OLD_MAGIC = b"FTOPTC1"  # version 1 had no checksum: refused (recomputed once)
+_DIGEST = 32  # SHA-256 of the bytes after the digest (hardware-accelerated on most CPUs)
 _VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
 _SERIES_COLUMN = "__ftopt_series__"
 
@@ -346,14 +354,18 @@ def _unpack(data: memoryview) -> Any:
 def encode(value: Any, *, verify: bool = True) -> Encoded:
     """Serialize `value` (raises `NotCacheable`), proving with `verify` that it decodes equal."""
     try:
-        payload = b"".join([MAGIC, *_pack(value)])
+        parts = _pack(value)
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        payload = b"".join([MAGIC, digest.digest(), *parts])
     except NotCacheable:
         raise
     except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
         raise NotCacheable(f"cannot serialize a {type(value).__qualname__}: {exc}") from None
     if verify:
         try:
-            same = same_content(decode(payload), value)
+            same = same_content(_unpack(memoryview(payload)[len(MAGIC) + _DIGEST:]), value)
         except (CorruptEntry, Unhashable) as exc:
             raise NotCacheable(f"does not round-trip: {exc}") from None
         if not same:
@@ -364,12 +376,24 @@ def encode(value: Any, *, verify: bool = True) -> Encoded:
     return Encoded(payload, estimate_memory(value))
 
 
-def decode(payload: bytes | memoryview) -> Any:
-    """Inverse of `encode`; raises `CorruptEntry` for anything it did not produce."""
+def verified_body(payload: bytes | memoryview) -> memoryview:
+    """The body of an entry whose header and checksum are intact (else `CorruptEntry`)."""
     view = memoryview(payload)
-    if bytes(view[: len(MAGIC)]) != MAGIC:
+    magic = bytes(view[: len(MAGIC)])
+    if magic != MAGIC:
+        if magic == _OLD_MAGIC:
+            raise CorruptEntry("entry of an earlier format without checksum")
         raise CorruptEntry("missing header (not written by freqtrade-opt)")
-    return _unpack(view[len(MAGIC) :])
+    start = len(MAGIC) + _DIGEST
+    if len(view) < start or hashlib.sha256(view[start:]).digest() != view[len(MAGIC):start]:
+        raise CorruptEntry("checksum mismatch (the stored bytes changed after writing)")
+    return view[start:]
+
+
+def decode(payload: bytes | memoryview) -> Any:
+    """Inverse of `encode`; raises `CorruptEntry` for anything it did not produce, or whose
+    checksum does not match its bytes."""
+    return _unpack(verified_body(payload))
 
 
 class SafeDisk(diskcache.Disk):
@@ -408,8 +432,13 @@ class SafeDisk(diskcache.Disk):
             return decode(value)
         if mode == diskcache.core.MODE_BINARY and isinstance(filename, str):
             _check_filename(filename)
-            with open(op.join(self._directory, filename), "rb") as reader:
-                return decode(reader.read())
+            path = op.join(self._directory, filename)
+            with open(path, "rb") as reader:
+                data = reader.read()
+            try:
+                return decode(data)
+            except CorruptEntry as exc:
+                raise CorruptEntry(f"{path}: {exc}") from None
         raise CorruptEntry(f"refusing entry of mode {mode} (only Arrow/npy/JSON are read)")
 
     def remove(self, file_path: str) -> None:

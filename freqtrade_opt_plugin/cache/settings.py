@@ -1,7 +1,8 @@
 """Cache settings: environment (``FREQTRADE_OPT_CACHE_*``) > config section > defaults.
 
 The config section is ``{"freqtrade_opt": {"cache": {...}}}`` in the Freqtrade config, with the
-same names in lower case without the prefix (``{"ohlcv_size_mb": 2048}``). A bad value never
+same names in lower case without the prefix (``{"ohlcv_size_mb": 2048}``). ``redis_*`` settings
+configure the shared tier (``cache/redis_tier.py``). A bad value never
 raises: one warning names the variable, the value and what is accepted, and the default is used
 (for the on/off switches: off).
 """
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from freqtrade_opt_plugin.settings import SafeSettings
@@ -29,13 +30,23 @@ DEFAULTS: dict[str, tuple[float, float]] = {  # name: (size MB, TTL seconds)
     "temporary": (50, 5 * 60),
     "backtesting": (500, 30 * 60),
 }
-_SWITCHES = ("enabled", "indicators", "backtests")  # invalid value -> off
+_REDIS_SWITCHES = tuple(f"redis_{name}" for name in CACHE_NAMES)
+_SWITCHES = ("enabled", "indicators", "backtests", "redis_allow_plaintext",
+             *_REDIS_SWITCHES)  # invalid value -> off
 _ACCEPTED = {
     "enabled": "true or false",
     "indicators": "true or false",
     "backtests": "true or false",
     "dir": "a directory path",
     "timeout_seconds": "a number of seconds > 0",
+    "redis_url": "redis://, rediss:// or unix:// URL",
+    "redis_password": "a string",
+    "redis_signing_key": "a string",
+    "redis_namespace": "1-64 letters, digits, '_', '.' or '-'",
+    "redis_ttl_seconds": "a number of seconds >= 0 (0: no expiry)",
+    "redis_max_entry_mb": "a number of megabytes > 0",
+    "redis_lock_wait_seconds": "a number of seconds >= 0 (0: no lock)",
+    **{name: "true or false" for name in ("redis_allow_plaintext", *_REDIS_SWITCHES)},
 }
 _reported: set[tuple[str, str]] = set()
 
@@ -59,6 +70,23 @@ class CacheSettings(SafeSettings):
     temporary_ttl_seconds: float = Field(default=DEFAULTS["temporary"][1], gt=0)
     backtesting_size_mb: float = Field(default=DEFAULTS["backtesting"][0], gt=0)
     backtesting_ttl_seconds: float = Field(default=DEFAULTS["backtesting"][1], gt=0)
+    # the shared tier (cache/redis_tier.py); off without a URL
+    redis_url: str | None = None
+    redis_password: SecretStr | None = None
+    redis_signing_key: SecretStr | None = None
+    redis_namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    redis_ttl_seconds: float = Field(default=7 * 86400, ge=0)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    redis_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    redis_retry_seconds: float = Field(default=30.0, gt=0)
+    redis_max_entry_mb: float = Field(default=32, gt=0)
+    redis_lock_seconds: float = Field(default=60, gt=0)
+    redis_lock_wait_seconds: float = Field(default=10, ge=0)
+    redis_allow_plaintext: bool = False
+    redis_ohlcv: bool = True
+    redis_analysis: bool = True
+    redis_temporary: bool = False
+    redis_backtesting: bool = True
 
     @classmethod
     def fallback(cls, name: str) -> Any:
@@ -78,6 +106,10 @@ class CacheSettings(SafeSettings):
     def ttl(self, name: str) -> float:
         """Default time to live of cache `name` in seconds."""
         return float(getattr(self, f"{name}_ttl_seconds"))
+
+    def shares(self, name: str) -> bool:
+        """Whether cache `name` uses the Redis tier (a URL is set and its switch is on)."""
+        return bool(self.enabled and self.redis_url and getattr(self, f"redis_{name}"))
 
 
 def load_cache_settings(section: Mapping[str, Any] | None = None) -> CacheSettings:

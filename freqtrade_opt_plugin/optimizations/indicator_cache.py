@@ -81,6 +81,7 @@ OPTIMIZATION = Optimization(
     ),
     default_percentage=100,
     performance_threshold=1.0,
+    gate_runs=2,  # a cache's gain is its hits and misses together: judge over two runs
     propagates=_propagates(),
     mutates_arguments=False,
 )

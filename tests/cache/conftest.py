@@ -51,3 +51,24 @@ def plugin_warnings(caplog: pytest.LogCaptureFixture):
                 if r.levelno >= logging.WARNING and r.name.startswith("freqtrade_opt_plugin")]
 
     return collect
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on 127.0.0.1 and a free port for the whole test run (redis_server.py)."""
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server, cache_dir, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty Redis server, used by this test's caches as their shared tier."""
+    from freqtrade_opt_plugin.cache import caches
+
+    redis_server.reset()
+    monkeypatch.setenv("FREQTRADE_OPT_CACHE_REDIS_URL", redis_server.url)
+    caches.configure()
+    return redis_server.url

@@ -89,8 +89,10 @@ def test_status_figures_aggregate_and_recommendations(configure_caches):
     for i in range(12):
         analysis.set(f"k{i}", frame_of(200, i))
     status = get_cache_status()
-    assert set(status) == {"caches", "aggregate", "recommendations"}
+    assert set(status) == {"caches", "redis", "aggregate", "recommendations"}
+    assert status["redis"] is None  # no shared tier configured
     assert set(status["caches"]) == set(CACHE_NAMES)
+    assert status["caches"]["ohlcv"]["redis"] is None
     o = status["caches"]["ohlcv"]
     assert (o["entries"], o["hits"], o["misses"], o["stores"]) == (1, 2, 1, 1)
     assert o["hit_rate"] == pytest.approx(2 / 3, abs=1e-3)

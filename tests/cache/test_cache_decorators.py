@@ -145,9 +145,9 @@ def _tick_targets():
     from freqtrade.data.btanalysis import historic_precision
 
     original = inspect.unwrap(historic_precision.get_tick_size_over_time)
-    from freqtrade_opt_plugin.optimizations.tick_size import get_tick_size_over_time as fast
+    from freqtrade_opt_plugin.optimizations.tick_size import OPTIMIZATION
 
-    return original, fast
+    return original, OPTIMIZATION.build(original)
 
 
 @pytest.mark.parametrize("name", ["ETH_BTC-5m", "XRP_ETH-5m", "UNITTEST_BTC-1m"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import sqlite3
 from pathlib import Path
@@ -73,20 +74,39 @@ def test_values_that_would_change_are_refused():
             encode(value)
 
 
+def sealed(body: bytes) -> bytes:
+    """`body` with a valid header and checksum: what the parser itself must refuse."""
+    return MAGIC + hashlib.sha256(body).digest() + body
+
+
 @pytest.mark.parametrize("payload", [
     b"",
     b"garbage",
     MAGIC,
-    MAGIC + b"F" + b"\x05\x00\x00\x00{}",
-    MAGIC + b"J{not json",
-    MAGIC + b"N\x93NUMPY garbage",
-    MAGIC + b"T\x02\x00\x00\x00" + b"\xff" * 16,
-    MAGIC + b"Q",
+    MAGIC + b"J1",  # no checksum
+    b"FTOPTC1J1",  # the earlier format without checksum
+    sealed(b""),
+    sealed(b"F" + b"\x05\x00\x00\x00{}"),
+    sealed(b"J{not json"),
+    sealed(b"N\x93NUMPY garbage"),
+    sealed(b"T\x02\x00\x00\x00" + b"\xff" * 16),
+    sealed(b"Q"),
+    sealed(pickle.dumps({"a": 1})),
     pickle.dumps({"a": 1}),
 ])
 def test_corrupt_payloads_raise_corrupt_entry(payload):
     with pytest.raises(CorruptEntry):
         decode(payload)
+
+
+def test_every_single_bit_flip_is_detected():
+    payload = encode({"close_rate": [1.5, 2.25], "pair": "BTC/USDT", "n": (1, None)}).payload
+    assert decode(sealed(payload[len(MAGIC) + 32:])) == decode(payload)
+    for bit in range(len(payload) * 8):
+        flipped = bytearray(payload)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(CorruptEntry):
+            decode(bytes(flipped))
 
 
 def test_truncated_frame_is_corrupt():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -91,8 +92,50 @@ def test_corrupt_value_file_is_removed_and_recomputed(cache_dir, plugin_warnings
         pd.testing.assert_frame_equal(rolling_mean(frame, 7), expected, check_exact=True)
     assert CALLS == [7, 7]  # recomputed once, then served from the fresh entry
     warnings = plugin_warnings()
-    assert len(warnings) == 1 and "corrupt entry was removed" in warnings[0]
+    assert len(warnings) == 1 and "removed a corrupt entry" in warnings[0]
+    assert str(files[0]) in warnings[0]  # names the file
     assert get_cache("ohlcv").bypassed is None
+
+
+@pytest.mark.parametrize("rows", [40, 4000], ids=["inline-in-cache.db", "value-file"])
+def test_one_flipped_bit_is_a_miss_the_entry_removed_and_one_warning_names_it(
+        cache_dir, plugin_warnings, rows):
+    from freqtrade_opt_plugin.cache.disk import _DIGEST, MAGIC, _unpack
+
+    trades = pd.DataFrame({"pair": ["BTC/USDT", "ETH/USDT"] * (rows // 2),
+                           "close_rate": np.linspace(100.0, 200.0, rows),
+                           "profit_abs": np.linspace(-1.0, 1.0, rows)})
+    assert get_cache("backtesting").set("k", trades)
+    caches.configure()  # closed: only the bytes on disk remain
+    files = list((cache_dir / "backtesting").rglob("*.val"))
+    database = cache_dir / "backtesting" / "cache.db"
+    if files:
+        (where,) = files
+        stored = bytearray(where.read_bytes())
+    else:
+        where = database
+        with sqlite3.connect(database) as con:
+            stored = bytearray(con.execute("SELECT value FROM Cache WHERE key = 'k'").fetchone()[0])
+    row = rows // 2
+    position = stored.find(np.float64(trades["close_rate"].iloc[row]).tobytes())
+    assert position > 0
+    stored[position] ^= 0x01  # one bit of one close_rate
+    # without the checksum this decodes, with a changed close_rate (what used to be served)
+    changed = _unpack(memoryview(bytes(stored))[len(MAGIC) + _DIGEST:])
+    assert changed["close_rate"].iloc[row] != trades["close_rate"].iloc[row]
+    if files:
+        where.write_bytes(bytes(stored))
+    else:
+        with sqlite3.connect(database) as con:
+            con.execute("UPDATE Cache SET value = ? WHERE key = 'k'", (bytes(stored),))
+    cache = get_cache("backtesting")
+    assert cache.get("k") is MISSING
+    assert cache.get("k") is MISSING  # removed: a plain miss now, no second warning
+    warnings = plugin_warnings()
+    assert len(warnings) == 1, warnings
+    assert "checksum mismatch" in warnings[0] and str(where) in warnings[0], warnings[0]
+    assert list((cache_dir / "backtesting").rglob("*.val")) == []
+    assert cache.status()["entries"] == 0 and cache.status()["errors"] == 1
 
 
 def test_value_file_deleted_behind_the_cache_is_a_miss(cache_dir, plugin_warnings):

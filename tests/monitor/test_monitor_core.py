@@ -13,6 +13,7 @@ import pytest
 
 from freqtrade_opt_plugin import monitor as mon
 from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings, PathStats
+from freqtrade_opt_plugin.telemetry import recorder
 from freqtrade_opt_plugin.telemetry_store import FILENAME
 
 
@@ -171,7 +172,7 @@ def test_flush_happens_by_count_and_by_interval(tmp_path, monkeypatch):
     assert db_totals(tmp_path / FILENAME)[("f", "optimized")][0] == 10
 
     clock = [1000.0]
-    monkeypatch.setattr(mon, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(recorder, "_monotonic", lambda: clock[0])
     m2 = make(tmp_path, run="run-2", flush_every=10**6, flush_interval=5)
     m2.record("g", "optimized", 0.001)
     assert ("g", "optimized") not in db_totals(tmp_path / FILENAME)

@@ -1,0 +1,1 @@
+"""Telemetry sinks: Prometheus text, OpenTelemetry (OTLP)."""
