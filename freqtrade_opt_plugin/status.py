@@ -24,7 +24,8 @@ def _freqtrade_version() -> str:
 
 def _details(opt: Any) -> dict[str, Any] | None:
     """An optimization's own state (``describe()`` of its module, e.g. fast_loop's guard)."""
-    module = importlib.import_module(opt.replacement.__module__)
+    built_by = opt.factory if opt.factory is not None else opt.replacement
+    module = importlib.import_module(built_by.__module__)
     describe = getattr(module, "describe", None)
     if describe is None:
         return None
