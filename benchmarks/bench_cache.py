@@ -275,12 +275,12 @@ def indicators(quick: bool) -> None:
                 os.environ["FREQTRADE_OPT_STATE_DIR"] = str(Path(tmp) / f"state{i}")
                 caches.configure()
                 start = time.perf_counter()
-                cold = cached_advise_all_indicators(strategy, data)
+                cold = cached_advise_all_indicators(original, strategy, data)
                 colds.append(time.perf_counter() - start)
-            warm = cached_advise_all_indicators(strategy, data)
+            warm = cached_advise_all_indicators(original, strategy, data)
             assert {p: content_hash(f) for p, f in cold.items()} == expected
             assert {p: content_hash(f) for p, f in warm.items()} == expected
-            t_warm = median_time(partial(cached_advise_all_indicators, strategy, data), 5)
+            t_warm = median_time(partial(cached_advise_all_indicators, original, strategy, data), 5)
             t_cold = statistics.median(colds)
             caches.configure()
         print(f"{pairs:>5} x {days:<5} {ms(t_orig)} {ms(t_cold):>13} {ms(t_warm)} "

@@ -17,10 +17,10 @@ from pathlib import Path
 
 
 try:
-    from freqtrade_opt_plugin.bench import main
+    from freqtrade_opt_plugin.commands.bench import main
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from freqtrade_opt_plugin.bench import main
+    from freqtrade_opt_plugin.commands.bench import main
 
 
 if __name__ == "__main__":

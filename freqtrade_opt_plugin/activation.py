@@ -24,6 +24,7 @@ from typing import Any
 import pluggy
 
 from freqtrade_opt_plugin import _autoload, hookspecs, monitor, settings
+from freqtrade_opt_plugin.cluster import hyperopt as cluster_hyperopt
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.paths import remember_user_data_dir
 from freqtrade_opt_plugin.registry import Optimization, fingerprint, ordered, verified_versions
@@ -330,6 +331,7 @@ def _install_all(state: Activation) -> None:
         _install(state, target, candidates)
     _bind_hot(state)
     _observe_config(state)
+    cluster_hyperopt.install(state)  # Hyperopt.start: epochs on a Dask cluster when configured
 
 
 def _monitor_status() -> dict[str, Any]:

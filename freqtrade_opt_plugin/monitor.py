@@ -6,6 +6,10 @@ lives in the `freqtrade_opt_plugin.telemetry` wing (counters, store, analysis, r
 sinks); this module creates the one `Monitor` of the process, registers its exit and fork hooks,
 and keeps the public names importable from here.
 
+Settings: ``FREQTRADE_OPT_MONITOR_*`` over the config's ``freqtrade_opt.monitor`` (handed down to
+workers), read by the plugin's settings loader; the monitor takes the section again when this
+process learns Freqtrade's config (`settings.follow_section`).
+
 Hooks: activation hands its plugin manager to the monitor (`Monitor.set_plugin_manager`); until
 then, and after deactivation, records and alerts go to no plugin.
 """
@@ -18,6 +22,7 @@ import os
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
+from freqtrade_opt_plugin import settings
 from freqtrade_opt_plugin.telemetry.analysis import RegressionAlert
 from freqtrade_opt_plugin.telemetry.counters import PATHS, PathStats, quantile
 from freqtrade_opt_plugin.telemetry.fmt import fmt_seconds
@@ -40,7 +45,7 @@ __all__ = [
     "ENV_PREFIX", "PATHS", "RUN_ENV", "WINDOW", "Monitor", "MonitorSettings", "PathStats",
     "RegressionAlert", "check_performance_gate", "current_run", "detect_performance_regressions",
     "disable", "disabled", "fmt_seconds", "generate_performance_report", "get_monitor",
-    "load_settings", "quantile", "register_cli", "reset", "start_memory_trace", "start_run",
+    "load_settings", "quantile", "reset", "start_memory_trace", "start_run",
     "stop_memory_trace",
 ]
 
@@ -94,6 +99,7 @@ def _register_process_hooks() -> None:
 
 
 _register_process_hooks()
+settings.follow_section("monitor", MonitorSettings, _monitor.configure)
 
 
 # -- module-level API ----------------------------------------------------------------------------
@@ -160,12 +166,3 @@ def generate_performance_report(
 
     return build_report(run=run, threshold_percent=threshold_percent, monitor=monitor or _monitor)
 
-
-def register_cli(subparsers: Any) -> None:
-    """Add the ``report`` and ``reset`` subcommands (see `freqtrade_opt_plugin.report`).
-
-    Imported lazily: the report command needs rich and the analysis, a backtest does not.
-    """
-    from freqtrade_opt_plugin.report import register_cli as _register
-
-    _register(subparsers)

@@ -1,5 +1,13 @@
 """Settings: environment > the `freqtrade_opt` section of the Freqtrade config > defaults.
 
+The one settings loader of the plugin. Every settings model is a `SafeSettings` read by
+`load_model`: its env prefix over its sub-section of the config section (``freqtrade_opt.<key>``,
+the whole section for the global settings) over its defaults. The sub-sections: ``optimizations``
+(below), ``monitor`` (`telemetry.settings.MonitorSettings`) and ``cache`` (read by
+`freqtrade_opt_plugin.cache`). Parts that keep settings for the life of the process follow the
+section (`follow_section`): when Freqtrade's config is learned (`export_section`), they get their
+model again.
+
 Global settings are a pydantic-settings model (env prefix ``FREQTRADE_OPT_``). Per-optimization
 overrides are read for the registered names: ``FREQTRADE_OPT_<NAME>=true|false`` and
 ``FREQTRADE_OPT_<NAME>_PERCENTAGE=0..100``, or ``{"optimizations": {"<name>": {"enabled": ...,
@@ -13,10 +21,10 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -41,7 +49,9 @@ CONFIG_ENV = "_FREQTRADE_OPT_CONFIG"  # the config section, handed down to worke
 Source = Literal["default", "config", "env"]
 
 # Prefixes of variables that belong to other parts (besides GlobalSettings' own fields).
-RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_")
+RESERVED = ("AUTOLOAD", "STATE_DIR", "MONITOR_", "CACHE_", "DASK_")
+#: Keys of the config section that hold another part's settings, not a global setting.
+SUBSECTIONS = ("optimizations", "monitor", "cache", "dask")
 
 #: Older switches of one optimization, kept as documented aliases of ``FREQTRADE_OPT_<NAME>``:
 #: env variable -> (optimization, key of the config section's ``cache`` object). As before they
@@ -117,6 +127,56 @@ class SafeSettings(BaseSettings):
 
 _reported: set[str] = set()
 
+M = TypeVar("M", bound=SafeSettings)
+
+
+def load_model(model: type[M], section: Any = None, key: str | None = None,
+               problems: list[str] | None = None) -> M:
+    """`model` from its environment variables over the config sub-section ``freqtrade_opt.<key>``
+    (the whole section for `key` None) over its defaults.
+
+    `section` None: the section handed down to this process (`section_from_environment`). A
+    sub-section that is not an object, an unknown key and an invalid value are reported (into
+    `problems` when given, else logged once) and ignored / replaced by the field's fallback.
+    """
+    if section is None:
+        section = section_from_environment()
+    if key is not None:
+        section = section.get(key) if isinstance(section, Mapping) else None
+    where = CONFIG_KEY + (f".{key}" if key else "")
+    collected: list[str] = []
+    init: dict[str, Any] = {}
+    if section is not None and not isinstance(section, Mapping):
+        collected.append(f"config '{where}' must be an object, got {type(section).__name__} "
+                         f"{section!r}; it is ignored")
+    elif section is not None:
+        fields = model.model_fields
+        init = {k: v for k, v in section.items() if k in fields}
+        extra = SUBSECTIONS if key is None else ()
+        for name in sorted(section.keys() - fields.keys() - set(extra)):
+            collected.append(f"config '{where}.{name}' is not a setting; accepted: "
+                             f"{', '.join([*fields, *extra])}")
+    token = _problems.set(collected)
+    try:
+        loaded = model(**init)
+    finally:
+        _problems.reset(token)
+    for message in collected:
+        if problems is not None:
+            problems.append(message)
+        else:
+            SafeSettings.report(message)
+    return loaded
+
+
+_followers: list[tuple[str, type[SafeSettings], Callable[[Any], None]]] = []
+
+
+def follow_section(key: str, model: type[M], apply: Callable[[M], None]) -> None:
+    """Call ``apply(load_model(model, section, key))`` each time this process learns the config
+    section (`export_section`), for a part created before Freqtrade's config was read."""
+    _followers.append((key, model, apply))
+
 
 class GlobalSettings(SafeSettings):
     """Plugin-wide settings."""
@@ -180,15 +240,12 @@ def _config_section(section: Any, problems: list[str]) -> dict[str, Any]:
 def _load_globals(section: dict[str, Any], problems: list[str]):
     fields = GlobalSettings.model_fields
     config_globals = {k: v for k, v in section.items() if k in fields}
-    sections = ("optimizations", "cache")  # "cache" is read by freqtrade_opt_plugin.cache
-    for key in sorted(section.keys() - fields.keys() - set(sections)):
-        problems.append(f"config '{CONFIG_KEY}.{key}' is not a setting; accepted: "
-                        f"{', '.join([*fields, *sections])}")
-    token = _problems.set(problems)
-    try:
-        model = GlobalSettings(**config_globals)
-    finally:
-        _problems.reset(token)
+    model = load_model(GlobalSettings, section, problems=problems)
+    from freqtrade_opt_plugin.telemetry.settings import MonitorSettings  # it imports this module
+
+    monitor_problems: list[str] = []
+    load_model(MonitorSettings, section, "monitor", monitor_problems)
+    problems.extend(p for p in monitor_problems if p not in _reported)  # not logged yet
     sources: dict[str, Source] = {}
     for name in fields:
         if ENV_PREFIX + name.upper() in os.environ:
@@ -329,9 +386,16 @@ def section_from_environment() -> Any:
 
 
 def export_section(section: Any) -> None:
-    """Hand the config section down to worker processes through the environment."""
+    """Hand the config section down to worker processes through the environment, and to the
+    parts of this process that follow it (`follow_section`)."""
     try:
         os.environ[CONFIG_ENV] = json.dumps(section)
     except (TypeError, ValueError):
         logger.warning("config section '%s' is not JSON-serialisable; workers will not see it",
                        CONFIG_KEY)
+    for key, model, apply in list(_followers):
+        try:
+            apply(load_model(model, section, key))
+        except Exception:  # a part that cannot take new settings keeps its old ones
+            logger.warning("freqtrade-opt: applying config '%s.%s' failed", CONFIG_KEY, key,
+                           exc_info=True)

@@ -49,7 +49,7 @@ _EXPORTS = {
     "ohlcv_cached": "decorators",
     "temporary_cached": "decorators",
     "tick_size_cached": "decorators",
-    "cached_advise_all_indicators": "indicators",
+    "cached_advise_all_indicators": "indicators",  # compatibility: optimizations.reuse
     "indicator_cache_key": "indicators",
 }
 

@@ -61,6 +61,7 @@ from freqtrade_opt_plugin.cache.settings import (
 from freqtrade_opt_plugin.cache.stats import (
     add_counts,
     read_counts,
+    read_refusals,
     remove_cache_files,
     remove_stats,
 )
@@ -124,6 +125,7 @@ class SpecializedCache:
         self._last_refresh = time.monotonic()
         self._corrupt_warnings = 0
         self.shared = shared if enabled else None
+        self._refusals: dict[str, int] = {}  # reason -> results not stored (unflushed)
 
     # -- opening and failing ------------------------------------------------------------------
     def _open(self) -> diskcache.Cache | None:
@@ -142,14 +144,15 @@ class SpecializedCache:
                 _ORPHANS.append(self._cache)
                 self._cache = None
             self._counts = dict.fromkeys(COUNTERS, 0)
+            self._refusals = {}
             self._pending_refresh.clear()
             self._pid = os.getpid()
         if self._cache is not None:
             return self._cache
         _register_exit_flush()
         try:
-            ensure_private_dir(self.directory.parent)
-            ensure_private_dir(self.directory)
+            for directory in _private_ancestors(self.directory):
+                ensure_private_dir(directory)
             self._cache = diskcache.Cache(
                 str(self.directory),
                 timeout=self.timeout,
@@ -202,16 +205,21 @@ class SpecializedCache:
         """Add this process's counters to the shared stats file (best effort)."""
         with self._lock:
             pending = {k: v for k, v in self._counts.items() if v}
+            refusals = dict(self._refusals)
             self._last_stats_flush = time.monotonic()
             if not pending or not self.directory.is_dir():
                 return
             try:
-                add_counts(self.directory, self.timeout, pending)
+                add_counts(self.directory, self.timeout, pending, refusals)
             except (sqlite3.Error, OSError) as exc:
                 logger.debug("cache '%s': stats not flushed: %s", self.name, exc)
                 return
             for key, value in pending.items():
                 self._counts[key] -= value
+            for reason, count in refusals.items():
+                self._refusals[reason] -= count
+                if not self._refusals[reason]:
+                    del self._refusals[reason]
 
     def counters(self) -> dict[str, int]:
         """Totals of every process (the stats file) plus this process's unflushed counts."""
@@ -354,6 +362,21 @@ class SpecializedCache:
             return False
         return True
 
+    def refuse(self, reason: str) -> None:
+        """Count a result that is not stored because it may not be reused (`reason` says why;
+        the latest reasons are kept in the stats file and listed by ``cache status``)."""
+        self._count("not_cacheable")
+        with self._lock:
+            self._refusals[reason] = self._refusals.get(reason, 0) + 1
+
+    def refusals(self) -> list[tuple[str, int]]:
+        """(reason, count) of the results not stored, all processes, most frequent first."""
+        found = read_refusals(self.directory, self.timeout)
+        with self._lock:
+            for reason, count in self._refusals.items():
+                found[reason] = found.get(reason, 0) + count
+        return sorted(found.items(), key=lambda item: (-item[1], item[0]))
+
     def skip(self, reason: str) -> None:
         """Count a result the caller chose not to store (e.g. over its size budget)."""
         self._count("not_cacheable")
@@ -419,6 +442,7 @@ class SpecializedCache:
         """
         with self._lock:
             self._counts = dict.fromkeys(COUNTERS, 0)
+            self._refusals = {}
             self._pending_refresh.clear()
         removed = 0
         if not self.directory.is_dir() and self._cache is None:
@@ -623,3 +647,17 @@ def _close_all() -> None:
             cache.close()
         except Exception:  # noqa: BLE001 - never fail interpreter exit
             pass
+
+
+def _private_ancestors(directory: Path) -> list[Path]:
+    """`directory`, its parent, and the state directory when it lies below it: each must be
+    private (README: a state directory writable by others is refused, for caches too)."""
+    found = [directory.parent, directory]
+    state = state_dir()
+    try:
+        below_state = directory.resolve().is_relative_to(state.resolve())
+    except OSError:
+        below_state = False
+    if below_state and state.resolve() not in {p.resolve() for p in found}:
+        found.insert(0, state)
+    return found

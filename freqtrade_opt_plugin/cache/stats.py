@@ -16,14 +16,35 @@ STATS_FILE = "stats.sqlite3"
 _KNOWN_FILES = re.compile(r"cache\.db(-wal|-shm|-journal)?|stats\.sqlite3(-wal|-shm|-journal)?")
 
 
-def add_counts(directory: Path, timeout: float, pending: Mapping[str, int]) -> None:
-    """Add `pending` to the counters in `directory` (raises sqlite3.Error / OSError)."""
+def add_counts(directory: Path, timeout: float, pending: Mapping[str, int],
+               refusals: Mapping[str, int] | None = None) -> None:
+    """Add `pending` to the counters in `directory`, and `refusals` (reason -> results not
+    stored) to the refusal counts (raises sqlite3.Error / OSError)."""
     with _StatsConnection(directory, timeout) as con:
         con.executemany(
             "INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
             "DO UPDATE SET value = value + excluded.value",
             list(pending.items()),
         )
+        con.executemany(
+            "INSERT INTO refusals(reason, count) VALUES (?, ?) ON CONFLICT(reason) "
+            "DO UPDATE SET count = count + excluded.count",
+            list((refusals or {}).items()),
+        )
+
+
+def read_refusals(directory: Path, timeout: float) -> dict[str, int]:
+    """Reason -> results not stored, as stored in `directory` (empty when absent/unreadable)."""
+    found: dict[str, int] = {}
+    if not (directory / STATS_FILE).is_file():
+        return found
+    try:
+        with _StatsConnection(directory, timeout) as con:
+            for reason, count in con.execute("SELECT reason, count FROM refusals"):
+                found[str(reason)] = int(count)
+    except (sqlite3.Error, OSError) as exc:
+        logger.debug("cache stats in %s unreadable: %s", directory, exc)
+    return found
 
 
 def read_counts(directory: Path, timeout: float, names: Iterable[str]) -> dict[str, int]:
@@ -57,6 +78,7 @@ class _StatsConnection:
     def __enter__(self) -> sqlite3.Connection:
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER)")
+        con.execute("CREATE TABLE IF NOT EXISTS refusals (reason TEXT PRIMARY KEY, count INTEGER)")
         con.execute("BEGIN IMMEDIATE")
         return con
 

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from freqtrade_opt_plugin.cache.caches import SpecializedCache
 
 
+REFUSALS_SHOWN = 5  # reasons not to store listed per cache
+
+
 def cache_figures(cache: SpecializedCache) -> dict[str, Any]:
     """Figures of one cache (every process's counts): entries, size, hits by tier, misses,
     evictions..., and the shared tier's (None when this cache does not use it)."""
@@ -39,6 +42,8 @@ def cache_figures(cache: SpecializedCache) -> dict[str, Any]:
         "errors": counts["errors"],
         "local_hits": counts["hits"] - counts["redis_hits"],
         "redis": _shared_figures(cache, counts),
+        "refusals": [{"reason": reason, "count": count}
+                     for reason, count in cache.refusals()[:REFUSALS_SHOWN]],
     }
 
 

@@ -203,3 +203,21 @@ def write_pair_data(
             )
         )
     return written
+
+
+def synthetic_trades(n: int = 2000, *, pairs: int = 3, seed: int = 42) -> pd.DataFrame:
+    """A trades frame shaped like a backtest export's (pair, open/close dates in UTC on a 5m
+    grid with ties, profit_abs, profit_ratio), sorted by close date, for bench cases."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-01-01", tz="UTC").as_unit("us")
+    candles = np.sort(rng.integers(0, max(1, n // 3), n))
+    closes = start + pd.to_timedelta(candles * 300, unit="s")
+    durations = pd.to_timedelta(rng.integers(1, 48, n) * 300, unit="s")
+    profit_ratio = rng.normal(0.002, 0.02, n)
+    return pd.DataFrame({
+        "pair": [f"P{i % pairs}/USDT" for i in range(n)],
+        "open_date": closes - durations,
+        "close_date": closes,
+        "profit_abs": profit_ratio * 100.0,
+        "profit_ratio": profit_ratio,
+    })

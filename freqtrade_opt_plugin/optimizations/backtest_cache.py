@@ -3,17 +3,15 @@
 Only ``freqtrade backtesting`` runs are cached (run mode ``backtest``, no webserver); hyperopt
 epochs, lookahead and recursive analysis always run the trade loop. The key covers the code, the
 strategy's state, the config, the full content of the analysed data and the engine's and
-exchange's state; see `freqtrade_opt_plugin.cache.backtest_results` for the key, for when it
-refuses to cache and for exactly what a hit restores.
+exchange's state, plus what the storing run touched at run time; see
+`freqtrade_opt_plugin.optimizations.reuse.backtest_results` for the key, for when it refuses to
+cache and for exactly what a hit restores.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
 
@@ -30,25 +28,11 @@ def factory(wrapped: Callable[..., dict]) -> Callable[..., dict]:
         Same result as Freqtrade's original; the stored result of an identical earlier backtest
         is returned when every input is unchanged.
         """
-        return _cached_backtest(wrapped, self, processed, start_date, end_date)
+        from freqtrade_opt_plugin.optimizations.reuse.backtest_results import cached_backtest
+
+        return cached_backtest(wrapped, self, processed, start_date, end_date)
 
     return backtest
-
-
-def _cached_backtest(original: Callable[..., dict], backtesting: Any, processed: dict,
-                     start_date: datetime, end_date: datetime) -> dict:
-    from freqtrade_opt_plugin.cache import backtest_results
-
-    cached_backtest: Callable[..., dict] = backtest_results.cached_backtest
-    if _original_first(cached_backtest):
-        return cached_backtest(original, backtesting, processed, start_date, end_date)
-    # Transitional adapter: the cache's entry point before it took the original first.
-    return cached_backtest(backtesting, processed, start_date, end_date, original=original)
-
-
-@functools.cache
-def _original_first(func: Callable) -> bool:
-    return next(iter(inspect.signature(func).parameters), None) == "original"
 
 
 def _propagates() -> tuple[type[BaseException], ...]:

@@ -5,8 +5,8 @@ Backtesting (``backtest_one_strategy``), hyperopt (``advise_and_trim``, also per
 ``strategy.advise_all_indicators(data)``; live and dry-run never call it (they use
 ``analyze_ticker``), so live trading is unaffected. The replacement returns, pair by pair, the
 frame the original returns, from the 'analysis' cache when an entry for exactly the same inputs
-exists (see `freqtrade_opt_plugin.cache.indicators` for the key and for when it refuses to
-cache), else by calling the original for that pair and storing the result.
+exists (see `freqtrade_opt_plugin.optimizations.reuse.indicators` for the key and for when it
+refuses to cache), else by calling the original for that pair and storing the result.
 
 Freqtrade's own informative cache (``InformativeCache``, PR #13354) is created only in dry/live
 run modes, so in backtesting it is inactive and the two never overlap.
@@ -14,8 +14,6 @@ run modes, so in backtesting it is inactive and the two never overlap.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -41,25 +39,11 @@ def factory(wrapped: Advise) -> Advise:
         Same result as Freqtrade's original; per-pair results come from the indicator cache when
         nothing they depend on changed.
         """
-        return _cached_advise(wrapped, self, data)
+        from freqtrade_opt_plugin.optimizations.reuse.indicators import cached_advise_all_indicators
+
+        return cached_advise_all_indicators(wrapped, self, data)
 
     return advise_all_indicators
-
-
-def _cached_advise(original: Advise, strategy: Any, data: dict[str, DataFrame]
-                   ) -> dict[str, DataFrame]:
-    from freqtrade_opt_plugin.cache import indicators
-
-    cached: Callable[..., dict[str, DataFrame]] = indicators.cached_advise_all_indicators
-    if _original_first(cached):
-        return cached(original, strategy, data)
-    # Transitional adapter: the cache's entry point before it took the original first.
-    return cached(strategy, data, original=original)
-
-
-@functools.cache
-def _original_first(func: Callable) -> bool:
-    return next(iter(inspect.signature(func).parameters), None) == "original"
 
 
 def _propagates() -> tuple[type[BaseException], ...]:
@@ -84,4 +68,5 @@ OPTIMIZATION = Optimization(
     gate_runs=2,  # a cache's gain is its hits and misses together: judge over two runs
     propagates=_propagates(),
     mutates_arguments=False,
+    shadow=False,  # it records its own storing run; a shadow run would compare copies by identity
 )

@@ -290,7 +290,7 @@ def verify_max_drawdown(subject: Any, inputs: Any) -> Iterator[Any]:
 
 
 def _bench_setup() -> tuple[tuple, dict]:
-    from freqtrade_opt_plugin.microbench import synthetic_trades
+    from freqtrade_opt_plugin.offline.datagen import synthetic_trades
 
     return (synthetic_trades(2000),), {"value_col": "profit_abs", "starting_balance": 1000}
 

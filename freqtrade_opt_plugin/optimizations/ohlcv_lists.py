@@ -337,7 +337,7 @@ def _backtesting_for(inputs: Any, strategy: Any) -> Any:
 
 
 def _run_ohlcv(func: Callable, inputs: Any, strategy: Any, processed: dict) -> dict[str, Any]:
-    from freqtrade_opt_plugin.verify import call
+    from freqtrade_opt_plugin.checks import call
 
     processed = copy.deepcopy(processed)
     bt = _backtesting_for(inputs, strategy)
@@ -353,8 +353,8 @@ def _run_ohlcv(func: Callable, inputs: Any, strategy: Any, processed: dict) -> d
 
 def _stock_frames(inputs: Any) -> dict[str, pd.DataFrame]:
     """The candles as Backtesting hands them to the strategy (after the stock tick size)."""
+    from freqtrade_opt_plugin.checks import resolve_original
     from freqtrade_opt_plugin.optimizations.tick_size import OPTIMIZATION as TICK_SIZE
-    from freqtrade_opt_plugin.verify import resolve_original
 
     missing = [pair for pair in inputs.pairs if pair not in inputs.stock_frames]
     if missing:
@@ -381,8 +381,8 @@ def verify_ohlcv_as_lists(subject: Any, inputs: Any) -> Iterator[Any]:
     and the DataProvider cache; the progress updates for the whole call."""
     from freqtrade.data.dataprovider import DataProvider
 
+    from freqtrade_opt_plugin.checks import ALL_PAIRS, outcome_difference, status_of
     from freqtrade_opt_plugin.equality import first_difference
-    from freqtrade_opt_plugin.verify import ALL_PAIRS, outcome_difference, status_of
 
     if inputs.strategy is None:
         yield subject.skip(inputs.strategy_problem or "no strategy")

@@ -254,7 +254,7 @@ def verify_trade_parallelism(subject: Any, inputs: Any) -> Iterator[Any]:
 
 
 def _bench_setup() -> tuple[tuple, dict]:
-    from freqtrade_opt_plugin.microbench import synthetic_trades
+    from freqtrade_opt_plugin.offline.datagen import synthetic_trades
 
     return (synthetic_trades(2000), "5m"), {}
 

@@ -138,10 +138,8 @@ class Counters:
         self._lock = threading.Lock()  # guards the list of tables, not the counters
         self._tls = threading.local()
         self._tables: list[dict[tuple[str, str], PathStats]] = []  # one per recording thread
-        self._window = settings.window
         self._unflushed = 0  # approximate under threads: only decides when to flush
-        rate = settings.memory_sample_rate
-        self._mem_every = max(1, round(1 / rate)) if rate > 0 else 0
+        self._apply_settings(settings)
         self._mem_counts: dict[str, int] = {}
         self._mem_spent: dict[str, float] = {}  # seconds spent in traced calls, per name
         self._mem_factor: dict[str, float] = {}  # last traced call / mean call, per name
@@ -149,6 +147,12 @@ class Counters:
         self._cpu_every: dict[tuple[str, str], int] = {}
         self._record_failed = False
         self._drains: list[Callable[[bool], None]] = []  # hot Routers' untimed calls
+
+    def _apply_settings(self, settings: MonitorSettings) -> None:
+        self.settings = settings
+        self._window = settings.window  # of paths seen from now on
+        rate = settings.memory_sample_rate
+        self._mem_every = max(1, round(1 / rate)) if rate > 0 else 0
 
     # -- the hot path ----------------------------------------------------------------------------
 

@@ -110,6 +110,28 @@ class Monitor(Counters):
         else:
             self._gate_fired.discard(name)
 
+    def configure(self, settings: MonitorSettings) -> None:
+        """Use `settings` from now on (e.g. the config's ``freqtrade_opt.monitor``, learned after
+        this monitor was created). Stats so far are kept; a changed store setting flushes and
+        reopens the store."""
+        store_keys = ("persist", "max_samples", "run_samples", "max_runs", "max_store_mb",
+                      "busy_timeout")
+        if any(getattr(settings, k) != getattr(self.settings, k) for k in store_keys):
+            self.flush()
+            self._store = None
+        self._apply_settings(settings)
+        self._flush_every = settings.flush_every
+        self._flush_interval = settings.flush_interval
+
+    def forget(self) -> None:
+        """Forget what this process holds -- stats, the cached disabled state, watched gates and
+        the open store (reopened at its next use, at the current state directory) -- leaving the
+        store's content alone. For embedders and tests reusing the process-wide monitor."""
+        self.reset()
+        self._disabled.clear()
+        self._watched.clear()
+        self._store = None
+
     # -- store -----------------------------------------------------------------------------------
 
     def store_path(self) -> Path:
@@ -227,6 +249,11 @@ class Monitor(Counters):
             self._store.after_fork()
 
     # -- status and disabled state ---------------------------------------------------------------
+
+    @property
+    def status_provider(self) -> Callable[[], dict[str, Any]] | None:
+        """What `set_status_provider` set (None: no status is stored)."""
+        return self._status_provider
 
     def set_status_provider(self, provider: Callable[[], dict[str, Any]] | None) -> None:
         """`provider()` -> ``{"level": str, "active": [names]}``, stored per run, in reports."""

@@ -1,11 +1,16 @@
-"""Monitor settings, from ``FREQTRADE_OPT_MONITOR_<FIELD>`` environment variables."""
+"""Monitor settings: ``FREQTRADE_OPT_MONITOR_<FIELD>`` > config ``freqtrade_opt.monitor`` > default.
+
+Read by the plugin's one settings loader (`settings.load_model`).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from freqtrade_opt_plugin.settings import SafeSettings
+from freqtrade_opt_plugin.settings import SafeSettings, load_model
 
 
 ENV_PREFIX = "FREQTRADE_OPT_MONITOR_"
@@ -51,5 +56,7 @@ class MonitorSettings(SafeSettings):
     run_min_samples: int = Field(default=3, ge=1)  # calls of a path for a run to count
 
 
-def load_settings() -> MonitorSettings:
-    return MonitorSettings()
+def load_settings(section: Any = None) -> MonitorSettings:
+    """The monitor's settings; `section`: the whole ``freqtrade_opt`` config section (None: the
+    one handed down to this process)."""
+    return load_model(MonitorSettings, section, "monitor")

@@ -3,7 +3,7 @@
 Why SQLite and not diskcache: the store is written by many processes at once (hyperopt workers)
 and its counters must add up exactly, which one ``INSERT .. ON CONFLICT DO UPDATE SET calls =
 calls + excluded.calls`` per flush transaction gives for free; and it holds only numbers and text,
-so nothing in it is ever unpickled (a planted file cannot run code, see DESIGN.md).
+so nothing in it is ever unpickled (a planted file cannot run code).
 
 The schema, its format and the records are in `telemetry.records`.
 

@@ -13,8 +13,8 @@ import pytest
 
 from freqtrade_opt_plugin.cache import caches
 from freqtrade_opt_plugin.cache.caches import MISSING, get_cache, get_cache_status
-from freqtrade_opt_plugin.cache.commands import register_cli
 from freqtrade_opt_plugin.cache.settings import CACHE_NAMES, DEFAULTS, load_cache_settings
+from freqtrade_opt_plugin.commands.cache import register as register_cli
 
 
 def frame_of(kib: int, seed: int = 0) -> pd.DataFrame:

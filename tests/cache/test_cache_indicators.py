@@ -149,7 +149,7 @@ def run(strategy, data):
         computed.extend(subset)
         return original(strat, subset)
 
-    return cached_advise_all_indicators(strategy, data, original=counting), computed
+    return cached_advise_all_indicators(counting, strategy, data), computed
 
 
 def reference(ws: Workspace, **config) -> dict[str, str]:
@@ -327,21 +327,22 @@ def test_the_replacement_equals_the_original(ws):
         assert hashes(replacement(ws.strategy(), ws.data())) == expected
 
 
-def test_a_failure_of_the_machinery_falls_back_to_the_original(ws, monkeypatch, caplog):
-    from freqtrade_opt_plugin.cache import indicators
+def test_a_failure_of_the_machinery_raises_for_the_router_to_fall_back(ws, monkeypatch):
+    """Router contract: the replacement does not catch its own failures (the Router restores the
+    arguments and runs the original); they are not marked as the original's errors."""
+    from freqtrade_opt_plugin.optimizations.reuse import indicators
+    from freqtrade_opt_plugin.router import ORIGINAL_ERROR_ATTRIBUTE
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(indicators, "_state_digest", broken)
-    monkeypatch.setattr(indicators, "_internal_errors", [])
-    caplog.set_level(logging.WARNING, logger="freqtrade_opt_plugin")
-    for _ in range(2):
-        result, computed = run(ws.strategy(), ws.data())
-        assert computed == list(PAIRS)
-        assert hashes(result) == reference(ws)
-    warnings = [r for r in caplog.records if "internal error" in r.getMessage()]
-    assert len(warnings) == 1 and "boom" in warnings[0].getMessage()
+    strategy = ws.strategy()
+    config, dp = strategy.config, strategy.dp
+    with pytest.raises(RuntimeError, match="boom") as info:
+        run(strategy, ws.data())
+    assert not getattr(info.value, ORIGINAL_ERROR_ATTRIBUTE, False)
+    assert strategy.config is config and strategy.dp is dp
 
 
 def test_strategy_errors_propagate_unchanged_and_nothing_stays_swapped(ws):

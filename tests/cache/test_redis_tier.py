@@ -365,14 +365,14 @@ def test_url_checks_and_redaction():
 def test_cache_status_command_shows_both_tiers(redis_url, tmp_path, monkeypatch, capsys):
     import argparse
 
-    from freqtrade_opt_plugin.cache.commands import register_cli
+    from freqtrade_opt_plugin.commands.cache import register
 
     machine(tmp_path / "a", monkeypatch)
     get_cache("analysis").set("k", frame_of(100))
     machine(tmp_path / "b", monkeypatch)
     assert get_cache("analysis").get("k") is not MISSING
     parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
+    register(parser.add_subparsers())
     args = parser.parse_args(["cache", "status", "--json"])
     assert args.func(args) == 0
     status = json.loads(capsys.readouterr().out)

@@ -12,13 +12,6 @@ from freqtrade_opt_plugin.offline.workspace import Workspace, create_workspace
 E2E_PAIRS = ("BTC/USDT", "ETH/USDT", "XRP/USDT")
 E2E_DAYS = 10
 
-#: Proxies pointing at a closed local port: any HTTP(S) attempt through requests/urllib fails.
-UNREACHABLE_PROXIES = {
-    name: "http://127.0.0.1:9"
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
-}
-NO_PROXY_OVERRIDES = {"NO_PROXY": "", "no_proxy": ""}
-
 #: Imported at start-up by every Python process that has its directory on PYTHONPATH, which
 #: includes hyperopt's loky workers: installs the network guard there and leaves a marker file
 #: per process so a test can prove the workers were guarded.
@@ -46,9 +39,9 @@ def e2e_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 @pytest.fixture(scope="session")
-def offline_env() -> dict[str, str]:
+def offline_env(no_network_env) -> dict[str, str]:
     """Environment for runs that must not reach the network (stock Freqtrade behaviour)."""
-    return {"FREQTRADE_OPT_LEVEL": "disabled", **UNREACHABLE_PROXIES, **NO_PROXY_OVERRIDES}
+    return {"FREQTRADE_OPT_LEVEL": "disabled", **no_network_env}
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from freqtrade_opt_plugin import bench
+from freqtrade_opt_plugin.commands import bench
 from freqtrade_opt_plugin.offline import workspace as workspace_module
 
 

@@ -41,7 +41,8 @@ def test_backtest_with_plugin_took_the_optimized_paths(plugin_run):
     assert calls[("tick_size", "optimized")] == pairs
     assert calls[("ohlcv_as_lists", "optimized")] == 1
     assert calls[("max_drawdown", "optimized")] > 0
-    standard = {"tick_size", "ohlcv_as_lists", "max_drawdown", "trade_parallelism"}
+    assert calls[("fast_loop", "optimized")] == 1
+    standard = {"tick_size", "ohlcv_as_lists", "max_drawdown", "trade_parallelism", "fast_loop"}
     assert not any(path == "original" and n for (name, path), n in calls.items()
                    if name in standard)
     assert calls.get(("indicator_cache", "optimized"), 0) == 0  # tier aggressive: not at standard
@@ -80,5 +81,6 @@ def test_hyperopt_workers_run_optimized_paths_with_identical_epochs(
     calls = {(t.name, t.path): t.calls for t in store.totals()}
     assert calls[("ohlcv_as_lists", "optimized")] >= 4  # once per epoch, in the workers
     assert calls[("max_drawdown", "optimized")] >= 4    # the loss function, per epoch
+    assert calls[("fast_loop", "optimized")] >= 4       # the trade loop, per epoch
     latest = store.runs()[0]
     assert latest["processes"] >= 2  # the main process and at least one worker reported

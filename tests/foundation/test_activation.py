@@ -88,7 +88,7 @@ def test_version_guard_and_forced_unverified(run_python, tmp_path):
     code = """
         import json
         import freqtrade.data.btanalysis.trade_parallelism as tp
-        from freqtrade_opt_plugin.status import collect_status
+        from freqtrade_opt_plugin.commands.status import collect_status
         row = [r for r in collect_status()["optimizations"] if r["name"] == "drifted"][0]
         print(json.dumps({"patched": hasattr(tp.evaluate_result_multi, "__freqtrade_opt__"),
                           "verified": row["verified"], "reason": row["reason"]}))

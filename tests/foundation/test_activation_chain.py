@@ -41,7 +41,7 @@ import pandas as pd
 import freqtrade.data.btanalysis as pkg
 import chain_opt
 from freqtrade_opt_plugin.router import candidates_of
-from freqtrade_opt_plugin.status import collect_status
+from freqtrade_opt_plugin.commands.status import collect_status
 trades = pd.DataFrame({"pair": ["A/B"], "open_date": [pd.Timestamp("2024-01-01", tz="UTC")],
                        "close_date": [pd.Timestamp("2024-01-01 01:00", tz="UTC")]})
 pkg.evaluate_result_multi(trades, "5m", 1)

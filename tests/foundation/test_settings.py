@@ -144,3 +144,38 @@ def test_deprecation_is_logged_once_per_process(run_python):
     """, FREQTRADE_OPT_CACHE_BACKTESTS="false")
     assert err.count("FREQTRADE_OPT_CACHE_BACKTESTS is deprecated") == 1
     assert out["reason"] == "flag off (env)"
+
+
+# --- one loader for every section ----------------------------------------------------------------
+
+def test_the_monitor_section_is_accepted_and_checked_with_the_rest():
+    assert load_settings({"monitor": {"threshold_percent": 20}}, NAMES).problems == ()
+    problems = load_settings({"monitor": {"bogus": 1, "threshold_percent": "x"}}, NAMES).problems
+    assert any("'freqtrade_opt.monitor.bogus' is not a setting" in p for p in problems)
+    assert any("'freqtrade_opt.monitor.threshold_percent'='x' is invalid" in p for p in problems)
+    problems = load_settings({"monitor": [1]}, NAMES).problems
+    assert any("'freqtrade_opt.monitor' must be an object" in p for p in problems)
+
+
+def test_monitor_settings_env_over_config_over_defaults(monkeypatch):
+    from freqtrade_opt_plugin.telemetry.settings import load_settings as monitor_settings
+
+    assert monitor_settings({}).threshold_percent == 15.0
+    assert monitor_settings({"monitor": {"threshold_percent": 20}}).threshold_percent == 20.0
+    monkeypatch.setenv("FREQTRADE_OPT_MONITOR_THRESHOLD_PERCENT", "30")
+    assert monitor_settings({"monitor": {"threshold_percent": 20}}).threshold_percent == 30.0
+
+
+def test_monitor_takes_the_section_when_the_config_is_learned(monkeypatch):
+    from freqtrade_opt_plugin import monitor, settings
+
+    m = monitor.get_monitor()
+    before = m.settings
+    monkeypatch.setenv(settings.CONFIG_ENV, "{}")  # restored afterwards
+    try:
+        settings.export_section({"monitor": {"flush_every": 7, "threshold_percent": 25}})
+        assert (m.settings.flush_every, m.settings.threshold_percent) == (7, 25.0)
+        assert monitor.load_settings().flush_every == 7  # what workers read, handed down
+    finally:
+        m.configure(before)
+    assert m.settings is before

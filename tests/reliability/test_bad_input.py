@@ -79,7 +79,7 @@ EXPECTED = {
         "config 'freqtrade_opt.error_threshold'='many' is invalid (Input should be a valid "
         "integer, unable to parse string as an integer); accepted: int (ge 1); using 3",
         "config 'freqtrade_opt.colour' is not a setting; accepted: level, error_threshold, seed, "
-        "allow_unverified, shadow_percentage, optimizations, cache",
+        "allow_unverified, shadow_percentage, optimizations, monitor, cache",
         "config 'freqtrade_opt.optimizations.tick_size'={'enabled': 'yes please'} is invalid "
         "(enabled: Input should be a valid boolean, unable to interpret input); 'tick_size' runs "
         "the original",

@@ -62,5 +62,18 @@ def history_state(tmp_path, monkeypatch):
     m = mon.get_monitor()
     m.reset()
     yield tmp_path, runs
-    m.reset()
-    m._disabled.clear()
+    m.forget()
+
+
+@pytest.fixture
+def global_monitor(tmp_path, monkeypatch):
+    """The process-wide monitor on a fresh store in `tmp_path`, outside any run; left clean and
+    its run state restored afterwards."""
+    monkeypatch.setenv("FREQTRADE_OPT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv(mon.RUN_ENV, raising=False)
+    m = mon.get_monitor()
+    saved = (m.run_id, m.owns_run, m._run_exported, m.run_started)  # no public setter
+    m.forget()
+    yield m
+    m.forget()
+    m.run_id, m.owns_run, m._run_exported, m.run_started = saved

@@ -86,7 +86,7 @@ OPTIMIZATION = Optimization(
     name="fast_loop",
     target=_TARGET,
     factory=factory,
-    tier=OptimizationLevel.AGGRESSIVE,
+    tier=OptimizationLevel.STANDARD,
     fingerprints={"2026.9": "96e66894d84adb61"},
     description=(
         "Runs the trade loop only on pair-candles with an open trade or an entry signal "

@@ -142,9 +142,15 @@ class _Loop:
         self.capturing = bool(bt._is_backtest_runmode)
         self.startup = bt.required_startup
         self.scanner = plan.scanner
-        self.per_candle_skip = bool(plan.observed)
+        # User code in the loop (callbacks, bot_loop_start) may read a trade's max/min rate and
+        # may change the exit settings the scanner's proofs rest on: skip candle by candle and
+        # re-check those settings before a quiet window is used.
+        self.user_code = bool(plan.observed) or plan.bot_loop_start
+        self.per_candle_skip = self.user_code
+        self.settings_key = self._exit_settings() if self.user_code else None
         self.arrays: dict[int, Any] = {}  # pair index -> exit_scan.PairArrays (lazily)
-        self.quiet: dict[int, tuple[Any, int]] = {}  # pair index -> (trade, first loud row)
+        # pair index -> (trade, first loud row, the trade's state the proof read)
+        self.quiet: dict[int, tuple[Any, int, tuple | None]] = {}
         # DataProvider sync state: the step and stock-order position synced up to.
         self.sync_step = -1
         self.sync_pos = -1
@@ -332,14 +338,35 @@ class _Loop:
         self._call(step, now, pair, row, trade_dir, opens)
         return self._wallets_changed()
 
+    def _exit_settings(self) -> tuple:
+        from freqtrade_opt_plugin.optimizations.fast_loop.exit_scan import exit_settings_key
+
+        return exit_settings_key(self.bt.strategy)
+
+    def _scanner_current(self) -> bool:
+        """Rebuild the scanner (dropping every quiet window) when user code changed the
+        strategy's exit settings; False when the new settings are outside its proofs."""
+        if self.user_code:
+            key = self._exit_settings()
+            if key != self.settings_key:
+                from freqtrade_opt_plugin.optimizations.fast_loop.exit_scan import ExitScanner
+
+                self.settings_key = key
+                self.quiet.clear()
+                self.scanner, reason = ExitScanner.build(self.bt)
+                if self.scanner is None:
+                    logger.info("freqtrade-opt fast_loop: exit scan off from here on: %s", reason)
+        return self.scanner is not None
+
     def _quiet(self, pair: Any, trades: list, i: int) -> bool:
         """The open trade's check on row `i` provably only moves max/min rates: skip it."""
-        if len(trades) != 1 or not pair.aligned:
+        if len(trades) != 1 or not pair.aligned or not self._scanner_current():
             return False
         trade = trades[0]
         j = pair.index
         window = self.quiet.get(j)
-        if window is not None and window[0] is trade and i < window[1]:
+        if window is not None and window[0] is trade and i < window[1] and (
+                not self.user_code or window[2] == _trade_key(trade)):
             if self.per_candle_skip:
                 self.scanner.skip(trade, self.arrays[j], i, i + 1)
             return True
@@ -352,7 +379,7 @@ class _Loop:
         if until <= i:
             self.quiet.pop(j, None)
             return False
-        self.quiet[j] = (trade, until)
+        self.quiet[j] = (trade, until, _trade_key(trade) if self.user_code else None)
         self.scanner.skip(trade, arrays, i, i + 1 if self.per_candle_skip else until)
         return True
 
@@ -371,3 +398,10 @@ class _Loop:
                 a = bt.backtest_loop(row, pair.name, now, trade_dir, can_enter)
                 if not a or a == trade_dir:
                     break
+
+
+def _trade_key(trade: Any) -> tuple:
+    """What a quiet window's proof read from its trade besides max/min rates (user code could
+    change it between two candles of the window)."""
+    return (trade.stop_loss, trade.initial_stop_loss, trade.amount, trade.open_rate,
+            trade.fee_close, trade.leverage, trade.is_short, trade.stake_amount)

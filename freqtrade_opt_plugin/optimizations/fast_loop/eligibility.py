@@ -132,6 +132,9 @@ def decide(backtesting: Any) -> Plan:
     if bad := guard.mismatches():
         return Plan(False, "unverified Freqtrade release (source differs: "
                            + ", ".join(t.rpartition(":")[2] for t in bad) + ")")
+    if swapped := guard.replaced():
+        return Plan(False, "replaced at run time: "
+                           + ", ".join(t.rpartition(":")[2] for t in swapped))
     if problem := _engine_problem(backtesting):
         return Plan(False, problem)
     from freqtrade.enums import TradingMode

@@ -69,6 +69,26 @@ _SETTINGS = (
 )
 
 
+#: Strategy attributes an exit decision reads at run time (`exit_settings_key`).
+_WATCHED = (
+    "stoploss", "trailing_stop", "trailing_stop_positive", "trailing_stop_positive_offset",
+    "trailing_only_offset_is_reached", "use_exit_signal", "exit_profit_only",
+    "exit_profit_offset", "ignore_roi_if_entry_signal", "use_custom_stoploss", "use_custom_roi",
+    "position_adjustment_enable",
+)
+
+
+def exit_settings_key(strategy: Any) -> tuple:
+    """A cheap snapshot of what the scanner's proofs assume about the strategy (its ROI table,
+    stoploss, trailing and exit options, order types): user code that changes any of them
+    mid-run makes every quiet window proven before void."""
+    roi = getattr(strategy, "minimal_roi", None)
+    roi_items = tuple(roi.items()) if isinstance(roi, dict) else (id(roi), roi)
+    order_types = getattr(strategy, "order_types", None)
+    return (roi_items, tuple(getattr(strategy, name, None) for name in _WATCHED),
+            tuple(order_types.items()) if isinstance(order_types, dict) else order_types)
+
+
 @dataclass(frozen=True)
 class PairArrays:
     """Per-pair numpy columns of Backtesting's row lists, built once per backtest."""
@@ -199,6 +219,11 @@ class ExitScanner:
         if bad := _cached_mismatches():
             names = ", ".join(t.rpartition(":")[2] for t in bad)
             return None, f"unverified Freqtrade source ({names})"
+        from freqtrade_opt_plugin.optimizations.fast_loop.guard import replaced
+
+        if swapped := replaced(FINGERPRINTS):
+            names = ", ".join(t.rpartition(":")[2] for t in swapped)
+            return None, f"replaced at run time: {names}"
         if getattr(backtesting, "timeframe_detail", ""):
             return None, "timeframe-detail is set (rows are detail candles)"
         mode = getattr(backtesting, "trading_mode", None)
@@ -222,7 +247,8 @@ class ExitScanner:
 
         kind = type(strategy)
         for name in _STRATEGY_INTERNALS:
-            if getattr(kind, name, None) is not getattr(IStrategy, name):
+            if getattr(kind, name, None) is not getattr(IStrategy, name) or name in getattr(
+                    strategy, "__dict__", {}):
                 return None, f"the strategy overrides IStrategy.{name}"
         if getattr(strategy, "position_adjustment_enable", False):
             return None, "position_adjustment_enable (adjust_trade_position runs every candle)"
@@ -231,7 +257,8 @@ class ExitScanner:
         if getattr(strategy, "use_custom_roi", False):
             return None, "use_custom_roi (custom_roi runs every candle)"
         use_exit_signal = bool(strategy.use_exit_signal)
-        if use_exit_signal and kind.custom_exit is not IStrategy.custom_exit:
+        if use_exit_signal and (kind.custom_exit is not IStrategy.custom_exit
+                                or "custom_exit" in getattr(strategy, "__dict__", {})):
             return None, "custom_exit is defined and use_exit_signal is on"
         raw = [*strategy.minimal_roi.items()] if isinstance(
             getattr(strategy, "minimal_roi", None), dict) else None

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import import_module
+from typing import Any
 
 from freqtrade_opt_plugin.registry import fingerprint_source
 
@@ -95,6 +96,37 @@ def mismatches() -> tuple[str, ...]:
     """Targets whose installed source differs from the verified one (empty: guard passes)."""
     live = live_fingerprints()
     return tuple(t for t, fp in FINGERPRINTS.items() if live[t] != fp)
+
+
+def _is_freqtrades_own(obj: object, module_name: str, qualname: str) -> bool:
+    """`obj` (a class attribute, possibly behind Routers) is the function Freqtrade defines."""
+    if isinstance(obj, property):
+        obj = obj.fget
+    func = inspect.unwrap(getattr(obj, "__func__", obj))  # classmethod/staticmethod, Routers
+    code = getattr(func, "__code__", None)
+    module = import_module(module_name)
+    return (code is not None and getattr(func, "__qualname__", None) == qualname
+            and code.co_filename == getattr(module, "__file__", None))
+
+
+def replaced(targets: Iterable[str] = FINGERPRINTS) -> tuple[str, ...]:
+    """Guarded targets whose live binding is not Freqtrade's own function (e.g. a test's
+    ``mocker.patch`` of ``Backtesting.validate_row``): checked on every run, since such patches
+    come and go within one process."""
+    found = []
+    for target in targets:
+        module_name, _, qualname = target.partition(":")
+        owner: Any = import_module(module_name)
+        *path, name = qualname.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        if path and name.startswith("__") and not name.endswith("__"):
+            name = f"_{owner.__name__}{name}"  # a private method, name-mangled
+        live = (inspect.getattr_static(owner, name, None) if path
+                else getattr(owner, name, None))
+        if not _is_freqtrades_own(live, module_name, qualname):
+            found.append(target)
+    return tuple(found)
 
 
 def _print_table() -> None:  # pragma: no cover - maintenance helper

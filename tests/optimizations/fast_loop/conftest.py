@@ -102,6 +102,24 @@ class FastLoopCallbacks(FastLoopPlain):
         return None
 
 
+class FastLoopShifty(FastLoopPlain):
+    """Exit settings changed mid-run by user code: ROI and stoploss by bot_loop_start, the
+    trailing stop by an entry callback (the exit scanner's proofs must follow them)."""
+
+    trailing_stop = False
+
+    def bot_loop_start(self, current_time: datetime, **kwargs) -> None:
+        phase = (current_time.hour // 3) % 3
+        self.minimal_roi = [{0: 0.2}, {0: 0.004}, {0: 0.05, 60: 0.01}][phase]
+        self.stoploss = [-0.2, -0.01, -0.03][phase]
+
+    def confirm_trade_entry(self, pair, order_type, amount, rate, time_in_force, current_time,
+                            entry_tag, side, **kwargs) -> bool:
+        self.trailing_stop = not self.trailing_stop
+        self.trailing_stop_positive = 0.002 if self.trailing_stop else None
+        return True
+
+
 class FastLoopAdjust(FastLoopPlain):
     """Position adjustment (DCA and partial exits), a custom stoploss and order callbacks."""
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def test_status_details_show_the_guard_and_the_latest_decision(monkeypatch):
+    from freqtrade_opt_plugin.commands.status import _details
     from freqtrade_opt_plugin.optimizations import fast_loop
     from freqtrade_opt_plugin.optimizations.fast_loop import guard
-    from freqtrade_opt_plugin.status import _details
 
     details = _details(fast_loop.OPTIMIZATION)
     assert details is not None and details["guard"] == "verified"

@@ -224,6 +224,62 @@ def test_ineligible_runs_use_the_original_and_match(plain, fast, change, reason)
         bt.__dict__.pop("backtest_loop", None)
 
 
+def test_exit_settings_changed_by_user_code_mid_run_match_stock(workspace, fast):
+    """bot_loop_start moves ROI and stoploss every few hours, an entry callback toggles the
+    trailing stop: quiet windows proven under the old settings must not be used after."""
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    bench = Bench(workspace, strategy="FastLoopShifty")
+    bench.bt.config["fast_loop_test"] = {"entry": 0.03, "exit": 0.0, "seed": 7}
+    plan = eligibility.decide(bench.bt)
+    assert plan.eligible and plan.scanner is not None, plan.describe()
+    stock, mine = bench.compare(fast)
+    assert len(stock.result["results"]) > 20
+
+
+def test_a_method_patched_on_the_class_at_run_time_makes_the_run_ineligible(plain, fast):
+    """E.g. a test's ``mocker.patch.object(Backtesting, "validate_row", ...)``: the source on disk
+    is verified, but the live binding is not Freqtrade's function."""
+    from unittest import mock
+
+    from freqtrade.optimize.backtesting import Backtesting
+
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    apply(plain, BASE)
+    with mock.patch.object(Backtesting, "validate_row", autospec=True,
+                           side_effect=Backtesting.validate_row):
+        plan = eligibility.decide(plain.bt)
+        assert not plan.eligible and "replaced at run time: Backtesting.validate_row" in plan.reason
+        plain.compare(fast)
+    assert eligibility.decide(plain.bt).eligible
+
+
+def test_exit_scan_is_off_while_its_proof_functions_are_replaced(plain, fast):
+    """A patched ``LocalTrade.calc_profit_ratio`` or an instance-level ``should_exit``: the
+    scanner's proof no longer holds, the run still matches stock through exact checks."""
+    from unittest import mock
+
+    from freqtrade.persistence import LocalTrade
+
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    apply(plain, BASE)
+    with mock.patch.object(LocalTrade, "calc_profit_ratio", autospec=True,
+                           side_effect=LocalTrade.calc_profit_ratio):
+        plan = eligibility.decide(plain.bt)
+        assert plan.eligible and plan.scanner is None
+        assert "replaced at run time: LocalTrade.calc_profit_ratio" in plan.scanner_reason
+        plain.compare(fast)
+    strategy = plain.bt.strategy
+    strategy.should_exit = strategy.should_exit  # an instance attribute shadows the method
+    try:
+        plan = eligibility.decide(plain.bt)
+        assert plan.eligible and plan.scanner is None and "should_exit" in plan.scanner_reason
+    finally:
+        del strategy.should_exit
+
+
 def test_futures_runs_are_not_eligible_yet(plain):
     from freqtrade.enums import TradingMode
 

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from freqtrade_opt_plugin import monitor as mon
-from freqtrade_opt_plugin import report as report_module
+from freqtrade_opt_plugin.commands import report as report_module
 from freqtrade_opt_plugin.monitor import Monitor, MonitorSettings, generate_performance_report
 from freqtrade_opt_plugin.telemetry_store import FILENAME
 
@@ -36,14 +36,12 @@ def state(tmp_path, monkeypatch):
         m.record("only_opt", "optimized", 1e-3)
         m.flush()
     g = mon.get_monitor()
-    g.reset()
-    g._disabled.clear()
-    provider = g._status_provider  # this test process may have activated the plugin itself
+    g.forget()
+    provider = g.status_provider  # this test process may have activated the plugin itself
     g.set_status_provider(None)
     yield tmp_path
     g.set_status_provider(provider)
-    g.reset()
-    g._disabled.clear()
+    g.forget()
 
 
 def test_report_dict(state):
@@ -151,7 +149,7 @@ def test_prometheus_label_escaping():
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="freqtrade-opt")
     sub = p.add_subparsers(dest="command")
-    mon.register_cli(sub)
+    report_module.register(sub)
     return p
 
 
@@ -205,7 +203,7 @@ def test_cli_reports_a_corrupt_store(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FREQTRADE_OPT_STATE_DIR", str(tmp_path))
     (tmp_path / FILENAME).write_bytes(b"garbage" * 500)
     g = mon.get_monitor()
-    g._store = None
+    g.forget()
     try:
         assert run_cli("report", "--json") == 1
         assert json.loads(capsys.readouterr().out)["system"]["store"]["problem"]
@@ -213,7 +211,7 @@ def test_cli_reports_a_corrupt_store(tmp_path, monkeypatch, capsys):
         assert run_cli("reset") == 0
         assert (tmp_path / (FILENAME + ".corrupt")).exists()
     finally:
-        g._store = None
+        g.forget()
 
 
 def test_the_freqtrade_opt_command_has_report_and_reset(state, capsys):

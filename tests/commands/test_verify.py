@@ -11,7 +11,8 @@ import json
 import pytest
 from rich.console import Console
 
-from freqtrade_opt_plugin import cli, verify
+from freqtrade_opt_plugin import cli
+from freqtrade_opt_plugin.commands import verify
 from freqtrade_opt_plugin.hookspecs import hookimpl
 from freqtrade_opt_plugin.offline.markets import FIXTURE_PATH, MARKETS_ENV
 from freqtrade_opt_plugin.optimizations import max_drawdown, tick_size

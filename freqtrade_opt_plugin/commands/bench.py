@@ -29,36 +29,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freqtrade_opt_plugin.demo import int_at_least, level_names, positive_int
+from freqtrade_opt_plugin.commands._bench_loop import (
+    EXIT_DIFFERENT,
+    EXIT_FAILED,
+    EXIT_IDENTICAL,
+    EXIT_TOO_SLOW,
+    IDENTICAL,
+    LEVEL_ENV,
+    PLUGIN,
+    SCHEMA,
+    STOCK,
+    STOCK_LEVEL,
+    Mode,
+    ratio,
+    run_bench,
+    stats,
+    summary_tail,
+)
+from freqtrade_opt_plugin.commands.demo import int_at_least, level_names, positive_int
 
 
 if TYPE_CHECKING:  # heavy imports happen when the bench runs, not when the CLI starts
     from rich.console import Console
-    from rich.progress import Progress, TaskID
-
-    from freqtrade_opt_plugin.offline.compare import Verdict
-    from freqtrade_opt_plugin.offline.workspace import Workspace
 
 
-SCHEMA = "freqtrade-opt-bench/1"
-LEVEL_ENV = "FREQTRADE_OPT_LEVEL"
-STATE_DIR_ENV = "FREQTRADE_OPT_STATE_DIR"
-CACHE_DIR_ENV = "FREQTRADE_OPT_CACHE_DIR"
-ENV_PREFIX = "FREQTRADE_OPT_"
-STOCK_LEVEL = "disabled"
+__all__ = [
+    "EXIT_DIFFERENT", "EXIT_FAILED", "EXIT_IDENTICAL", "EXIT_TOO_SLOW", "SCHEMA", "Size",
+    "cmd_bench", "main", "parse_scale", "print_backtest_table", "print_hyperopt_table", "register",
+    "run_backtest_bench", "run_hyperopt_bench",
+    "write_json",
+]
 
 DEFAULT_BACKTEST_SCALE = "3x30,10x90"
 DEFAULT_HYPEROPT_SCALE = "3x30"
@@ -70,13 +78,8 @@ DEFAULT_SPACES = ("buy", "sell")
 DEFAULT_LOSS = "SharpeHyperOptLoss"
 DEFAULT_SEED = 42
 
-STOCK, PLUGIN = "stock", "plugin"
-IDENTICAL, DIFFERENT = "IDENTICAL", "DIFFERENT"
-
-EXIT_IDENTICAL = 0
-EXIT_DIFFERENT = 1
-EXIT_FAILED = 2
-EXIT_TOO_SLOW = 3
+# --------------------------------------------------------------------------------------------
+# backtest mode
 
 
 @dataclass(frozen=True)
@@ -123,244 +126,6 @@ def parse_scale(text: str) -> list[Size]:
     return sizes
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # not available on every platform
-        return None
-
-
-def _children_cpu() -> float | None:
-    """User + system CPU seconds of all finished child processes (and theirs) so far."""
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_since(before: float | None) -> float | None:
-    after = _children_cpu()
-    return None if before is None or after is None else round(after - before, 4)
-
-
-def machine_info() -> dict[str, Any]:
-    """What the timings depend on: CPUs, Python, library versions, current load."""
-    import freqtrade
-    import numpy
-    import pandas
-
-    import freqtrade_opt_plugin
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_usable": usable,
-        "machine": platform.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "freqtrade_version": freqtrade.__version__,
-        "plugin_version": freqtrade_opt_plugin.__version__,
-        "numpy_version": numpy.__version__,
-        "pandas_version": pandas.__version__,
-        "loadavg_start": _loadavg(),
-    }
-
-
-def _stats(values: Sequence[float]) -> dict[str, Any]:
-    values = list(values)
-    if not values:
-        return {"times": [], "median": None, "min": None, "max": None}
-    return {
-        "times": [round(v, 4) for v in values],
-        "median": round(statistics.median(values), 4),
-        "min": round(min(values), 4),
-        "max": round(max(values), 4),
-    }
-
-
-def _ratio(stock: float | None, plugin: float | None) -> float | None:
-    if stock is None or plugin is None or plugin <= 0:
-        return None
-    return round(stock / plugin, 4)
-
-
-def _verdict_json(verdict: Verdict, repetition: int, what: str) -> dict[str, Any]:
-    diff = verdict.first_difference
-    return {
-        "repetition": repetition,
-        "what": what,
-        "identical": verdict.identical,
-        "count_stock": verdict.trades_left,
-        "count_plugin": verdict.trades_right,
-        "unit": verdict.unit,
-        "values_compared": verdict.values_compared,
-        "differences": verdict.differences,
-        "first_difference": None if diff is None else {
-            "section": diff.section,
-            "field": diff.field,
-            "trade_index": diff.trade_index,
-            "stock": repr(diff.left),
-            "plugin": repr(diff.right),
-            "description": diff.describe(),
-        },
-        "summary": verdict.summary(),
-    }
-
-
-def _first_difference(comparisons: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for comparison in comparisons:
-        if not comparison["identical"]:
-            return comparison["first_difference"]
-    return None
-
-
-@contextmanager
-def _isolated_environ() -> Iterator[list[str]]:
-    """Hide the caller's ``FREQTRADE_OPT_*`` variables from the runs (restored afterwards).
-
-    A per-optimization override such as ``FREQTRADE_OPT_MAX_DRAWDOWN=true`` would otherwise switch
-    an optimization on in the "stock" run. Yields the names hidden.
-    """
-    hidden = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    for key in hidden:
-        del os.environ[key]
-    try:
-        yield sorted(hidden)
-    finally:
-        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
-            del os.environ[key]
-        os.environ.update(hidden)
-
-
-def _run_env(level: str, workspace: Workspace, state: str, run_name: str) -> dict[str, str]:
-    state_dir = workspace.root / "state" / (run_name if state == "fresh" else "shared")
-    return {
-        LEVEL_ENV: level,
-        STATE_DIR_ENV: str(state_dir),
-        CACHE_DIR_ENV: str(state_dir / "cache"),
-    }
-
-
-class _Reporter:
-    """Rich progress bar over all runs plus one printed line per finished run."""
-
-    def __init__(self, console: Console, progress: Progress, task: TaskID) -> None:
-        self.console, self.progress, self.task = console, progress, task
-
-    @contextmanager
-    def run(self, description: str) -> Iterator[Callable[[str], None]]:
-        self.progress.update(self.task, description=description)
-        notes: list[str] = []
-        start = time.perf_counter()
-        yield notes.append
-        elapsed = time.perf_counter() - start
-        detail = f" -- {notes[-1]}" if notes else ""
-        self.console.print(f"[green]✓[/] {description}{detail} [dim]({elapsed:.1f} s)[/]")
-        self.progress.advance(self.task)
-
-    def note(self, text: str) -> None:
-        self.console.print(text)
-
-
-@contextmanager
-def _progress(console: Console, total: int) -> Iterator[_Reporter]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True,
-    ) as progress:
-        task = progress.add_task("starting", total=total)
-        yield _Reporter(console, progress, task)
-
-
-def _make_root(keep: str | os.PathLike | None) -> Path:
-    if keep:
-        root = Path(keep).expanduser().resolve()
-        if root.exists() and any(root.iterdir()):
-            raise ValueError(f"--keep directory {root} exists and is not empty")
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-    return Path(tempfile.mkdtemp(prefix="freqtrade-opt-bench-"))
-
-
-def _workspace(root: Path, size: Size, seed: int) -> tuple[Workspace, float]:
-    from freqtrade_opt_plugin.offline.datagen import default_pairs
-    from freqtrade_opt_plugin.offline.workspace import create_workspace
-
-    start = time.perf_counter()
-    workspace = create_workspace(root / size.label, default_pairs(size.pairs), days=size.days,
-                                 seed=seed)
-    return workspace, time.perf_counter() - start
-
-
-def _size_entry(size: Size, workspace: Workspace, seconds: float) -> dict[str, Any]:
-    return {
-        "label": size.label,
-        "pairs": size.pairs,
-        "days": size.days,
-        "pair_list": list(workspace.pairs),
-        "candles": workspace.candles,
-        "workspace_seconds": round(seconds, 3),
-        "runs": [],
-        "comparisons": [],
-    }
-
-
-def _settings(args: dict[str, Any], hidden: list[str], level: str) -> dict[str, Any]:
-    return {
-        **args,
-        "stock_env": {LEVEL_ENV: STOCK_LEVEL},
-        "plugin_env": {LEVEL_ENV: level},
-        "hidden_caller_env": hidden,
-    }
-
-
-def _new_report(mode: str, settings: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "mode": mode,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-        "settings": settings,
-        "machine": machine_info(),
-        "sizes": [],
-        "verdict": None,
-        "exit_code": None,
-        "error": None,
-    }
-
-
-def _finish_report(report: dict[str, Any], min_speedup: float | None, key: str) -> int:
-    report["machine"]["loadavg_end"] = _loadavg()
-    identical = all(s["verdict"] == IDENTICAL for s in report["sizes"])
-    report["verdict"] = IDENTICAL if identical else DIFFERENT
-    code = EXIT_IDENTICAL if identical else EXIT_DIFFERENT
-    if identical and min_speedup is not None:
-        ratios = [s[key] for s in report["sizes"]]
-        if any(r is None or r < min_speedup for r in ratios):
-            code = EXIT_TOO_SLOW
-    report["exit_code"] = code
-    return code
-
-
-# --------------------------------------------------------------------------------------------
-# backtest mode
-
-
 def run_backtest_bench(
     sizes: Sequence[Size],
     *,
@@ -378,107 +143,54 @@ def run_backtest_bench(
     Raises ``HarnessError`` when a Freqtrade run fails and ``ValueError`` on bad arguments; the
     report built so far is attached to the exception as ``exc.bench_report``.
     """
-    from rich.console import Console
-
     from freqtrade_opt_plugin.offline.compare import compare_backtests
     from freqtrade_opt_plugin.offline.workspace import run_backtest
 
     _check_common(level, repeat, warmup, state)
-    console = console or Console()
-    root = _make_root(keep)
-    total = len(sizes) * 2 * (repeat + warmup)
-    with _isolated_environ() as hidden:
-        report = _new_report("backtest", _settings({
-            "scale": ",".join(s.label for s in sizes), "repeat": repeat, "warmup": warmup,
-            "level": level, "seed": seed, "state": state, "timeframe": "5m",
-            "strategy": "SampleStrategy", "min_speedup": min_speedup,
-        }, hidden, level))
-        console.print(
+    mode = Mode(
+        name="backtest", points=(None,),
+        run=lambda workspace, env, name, point: run_backtest(workspace, env, name=name),
+        fields=lambda run, point: {"trades": len(run.raw_trades)},
+        done=lambda run: f"{run.wall_time:.2f} s, {len(run.raw_trades)} trades",
+        compare=compare_backtests,
+        cleanup=lambda run: shutil.rmtree(run.result_dir, ignore_errors=True),
+        summarize=_summarize_backtest_size, ratio_key="ratio",
+    )
+    settings = {
+        "scale": ",".join(s.label for s in sizes), "repeat": repeat, "warmup": warmup,
+        "level": level, "seed": seed, "state": state, "timeframe": "5m",
+        "strategy": "SampleStrategy", "min_speedup": min_speedup,
+    }
+
+    def banner(report: dict[str, Any], root: Path) -> str:
+        return (
             f"[bold]freqtrade-opt bench[/]: backtesting, stock ({LEVEL_ENV}={STOCK_LEVEL}) vs "
             f"plugin ({LEVEL_ENV}={level}), {repeat} repetition(s) alternating, sizes "
             f"{report['settings']['scale']} (pairs x days of 5m) [dim](workspaces in {root}; "
             f"load average {_fmt_load(report['machine']['loadavg_start'])})[/]"
         )
-        try:
-            with _progress(console, total) as reporter:
-                for size in sizes:
-                    workspace, seconds = _workspace(root, size, seed)
-                    entry = _size_entry(size, workspace, seconds)
-                    report["sizes"].append(entry)
-                    reporter.note(
-                        f"[bold]{size.label}[/]: {len(workspace.pairs)} pairs, "
-                        f"{workspace.candles:,} candles [dim](generated in {seconds:.1f} s)[/]"
-                    )
-                    for rep in range(-warmup + 1, repeat + 1):
-                        stock_run = None
-                        for variant, run_level in ((STOCK, STOCK_LEVEL), (PLUGIN, level)):
-                            tag = f"warmup{-rep + 1}" if rep < 1 else f"r{rep}"
-                            name = f"{variant}-{tag}"
-                            title = (
-                                f"{size.label} {'warm-up' if rep < 1 else f'rep {rep}/{repeat}'}"
-                                f" {variant} [dim]({LEVEL_ENV}={run_level})[/]"
-                            )
-                            with reporter.run(title) as note:
-                                load, cpu = _loadavg(), _children_cpu()
-                                run = run_backtest(
-                                    workspace, _run_env(run_level, workspace, state, name),
-                                    name=name,
-                                )
-                                cpu = _cpu_since(cpu)
-                                note(f"{run.wall_time:.2f} s, {len(run.raw_trades)} trades")
-                            if rep >= 1:
-                                entry["runs"].append({
-                                    "variant": variant, "repetition": rep, "level": run_level,
-                                    "wall_time": round(run.wall_time, 4), "cpu_time": cpu,
-                                    "trades": len(run.raw_trades), "loadavg_before": load,
-                                })
-                            if variant == STOCK:
-                                stock_run = run
-                            else:
-                                assert stock_run is not None
-                                verdict = compare_backtests(stock_run, run)
-                                entry["comparisons"].append(_verdict_json(
-                                    verdict, rep, "plugin run vs stock run of the repetition"))
-                                if not verdict.identical:
-                                    reporter.note(f"[red]✗ {size.label}: {verdict.summary()}[/]")
-                                if not keep:
-                                    shutil.rmtree(stock_run.result_dir, ignore_errors=True)
-                                    shutil.rmtree(run.result_dir, ignore_errors=True)
-                    _summarize_backtest_size(entry)
-        except BaseException as exc:
-            report["error"] = f"{type(exc).__name__}: {exc}"
-            exc.bench_report = report  # type: ignore[attr-defined]
-            raise
-        finally:
-            if keep:
-                console.print(f"[dim]workspaces kept in {root}[/]")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
-    _finish_report(report, min_speedup, "ratio")
-    return report
+
+    return run_bench(mode, sizes, settings, banner, repeat=repeat, level=level, seed=seed,
+                      warmup=warmup, state=state, keep=keep, min_speedup=min_speedup,
+                      console=console)
 
 
 def _summarize_backtest_size(entry: dict[str, Any]) -> None:
     runs = entry["runs"]
     stock = [r["wall_time"] for r in runs if r["variant"] == STOCK]
     plugin = [r["wall_time"] for r in runs if r["variant"] == PLUGIN]
-    entry[STOCK] = _stats(stock)
-    entry[PLUGIN] = _stats(plugin)
-    entry["ratio"] = _ratio(entry[STOCK]["median"], entry[PLUGIN]["median"])
+    entry[STOCK] = stats(stock)
+    entry[PLUGIN] = stats(plugin)
+    entry["ratio"] = ratio(entry[STOCK]["median"], entry[PLUGIN]["median"])
     cpu = {v: [r["cpu_time"] for r in runs if r["variant"] == v and r["cpu_time"] is not None]
            for v in (STOCK, PLUGIN)}
-    entry["cpu"] = {v: _stats(cpu[v]) for v in (STOCK, PLUGIN)}
-    entry["ratio_cpu"] = _ratio(entry["cpu"][STOCK]["median"], entry["cpu"][PLUGIN]["median"])
+    entry["cpu"] = {v: stats(cpu[v]) for v in (STOCK, PLUGIN)}
+    entry["ratio_cpu"] = ratio(entry["cpu"][STOCK]["median"], entry["cpu"][PLUGIN]["median"])
     paired = [round(s / p, 4) for s, p in zip(stock, plugin, strict=True) if p > 0]
     entry["paired_ratios"] = paired
     entry["paired_ratio_median"] = round(statistics.median(paired), 4) if paired else None
     entry["trades"] = runs[0]["trades"] if runs else None
-    entry["verdict"] = (
-        IDENTICAL if all(c["identical"] for c in entry["comparisons"]) else DIFFERENT
-    )
-    entry["first_difference"] = _first_difference(entry["comparisons"])
-    loads = [r["loadavg_before"][0] for r in runs if r["loadavg_before"]]
-    entry["loadavg_1min_median"] = round(statistics.median(loads), 2) if loads else None
+    summary_tail(entry)
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,8 +217,6 @@ def run_hyperopt_bench(
 ) -> dict[str, Any]:
     """Time stock vs plugin hyperopts (``epochs`` epochs, and 1 epoch for the start-up when
     ``marginal`` and ``epochs > 1``) for every size; returns the report (see module doc)."""
-    from rich.console import Console
-
     from freqtrade_opt_plugin.offline.compare import compare_hyperopt
     from freqtrade_opt_plugin.offline.workspace import run_hyperopt
 
@@ -514,19 +224,36 @@ def run_hyperopt_bench(
     if epochs < 1 or jobs < 1:
         raise ValueError(f"epochs and jobs must be >= 1, got epochs={epochs}, jobs={jobs}")
     marginal = marginal and epochs > 1
-    epoch_counts = (epochs, 1) if marginal else (epochs,)
-    console = console or Console()
-    root = _make_root(keep)
-    total = len(sizes) * 2 * len(epoch_counts) * (repeat + warmup)
-    with _isolated_environ() as hidden:
-        report = _new_report("hyperopt", _settings({
-            "scale": ",".join(s.label for s in sizes), "repeat": repeat, "warmup": warmup,
-            "level": level, "seed": seed, "state": state, "timeframe": "5m",
-            "strategy": "SampleStrategy", "epochs": epochs, "jobs": jobs,
-            "random_state": random_state, "spaces": list(spaces), "loss": loss,
-            "marginal": marginal, "min_speedup": min_speedup,
-        }, hidden, level))
-        console.print(
+
+    def cleanup(run: Any) -> None:
+        run.results_file.unlink(missing_ok=True)
+        shutil.rmtree(run.log_path.parent, ignore_errors=True)
+
+    mode = Mode(
+        name="hyperopt", points=(epochs, 1) if marginal else (epochs,),
+        run=lambda workspace, env, name, n: run_hyperopt(
+            workspace, env, epochs=n, jobs=jobs, random_state=random_state, spaces=spaces,
+            loss=loss, name=name),
+        fields=lambda run, n: {"epochs_requested": n, "epochs_recorded": len(run.epochs),
+                               "best_loss": run.best["loss"]},
+        done=lambda run: (f"{run.wall_time:.2f} s, {len(run.epochs)} epochs, "
+                          f"best loss {run.best['loss']:.5g}"),
+        compare=compare_hyperopt, cleanup=cleanup,
+        summarize=lambda entry: _summarize_hyperopt_size(entry, epochs, marginal),
+        ratio_key="ratio_marginal_epoch" if marginal else "ratio_per_epoch",
+        label=lambda n: f"-{n}ep", title=lambda n: f" {n} epoch(s)",
+        what=lambda n: f"plugin vs stock, {n} epoch(s), same repetition",
+    )
+    settings = {
+        "scale": ",".join(s.label for s in sizes), "repeat": repeat, "warmup": warmup,
+        "level": level, "seed": seed, "state": state, "timeframe": "5m",
+        "strategy": "SampleStrategy", "epochs": epochs, "jobs": jobs,
+        "random_state": random_state, "spaces": list(spaces), "loss": loss,
+        "marginal": marginal, "min_speedup": min_speedup,
+    }
+
+    def banner(report: dict[str, Any], root: Path) -> str:
+        return (
             f"[bold]freqtrade-opt bench[/]: hyperopt, stock ({LEVEL_ENV}={STOCK_LEVEL}) vs "
             f"plugin ({LEVEL_ENV}={level}), {epochs} epochs, -j {jobs}, --random-state "
             f"{random_state}, spaces {' '.join(spaces)}, {repeat} repetition(s) alternating"
@@ -534,74 +261,10 @@ def run_hyperopt_bench(
             f"{report['settings']['scale']} [dim](workspaces in {root}; load average "
             f"{_fmt_load(report['machine']['loadavg_start'])})[/]"
         )
-        try:
-            with _progress(console, total) as reporter:
-                for size in sizes:
-                    workspace, seconds = _workspace(root, size, seed)
-                    entry = _size_entry(size, workspace, seconds)
-                    report["sizes"].append(entry)
-                    reporter.note(
-                        f"[bold]{size.label}[/]: {len(workspace.pairs)} pairs, "
-                        f"{workspace.candles:,} candles [dim](generated in {seconds:.1f} s)[/]"
-                    )
-                    for rep in range(-warmup + 1, repeat + 1):
-                        for n_epochs in epoch_counts:
-                            stock_run = None
-                            for variant, run_level in ((STOCK, STOCK_LEVEL), (PLUGIN, level)):
-                                tag = f"warmup{-rep + 1}" if rep < 1 else f"r{rep}"
-                                name = f"{variant}-{n_epochs}ep-{tag}"
-                                title = (
-                                    f"{size.label} "
-                                    f"{'warm-up' if rep < 1 else f'rep {rep}/{repeat}'} "
-                                    f"{variant} {n_epochs} epoch(s) "
-                                    f"[dim]({LEVEL_ENV}={run_level})[/]"
-                                )
-                                with reporter.run(title) as note:
-                                    load, cpu = _loadavg(), _children_cpu()
-                                    run = run_hyperopt(
-                                        workspace, _run_env(run_level, workspace, state, name),
-                                        epochs=n_epochs, jobs=jobs, random_state=random_state,
-                                        spaces=spaces, loss=loss, name=name,
-                                    )
-                                    cpu = _cpu_since(cpu)
-                                    note(f"{run.wall_time:.2f} s, {len(run.epochs)} epochs, "
-                                         f"best loss {run.best['loss']:.5g}")
-                                if rep >= 1:
-                                    entry["runs"].append({
-                                        "variant": variant, "repetition": rep,
-                                        "level": run_level, "epochs_requested": n_epochs,
-                                        "epochs_recorded": len(run.epochs),
-                                        "wall_time": round(run.wall_time, 4),
-                                        "cpu_time": cpu, "best_loss": run.best["loss"],
-                                        "loadavg_before": load,
-                                    })
-                                if variant == STOCK:
-                                    stock_run = run
-                                    continue
-                                assert stock_run is not None
-                                verdict = compare_hyperopt(stock_run, run)
-                                entry["comparisons"].append(_verdict_json(
-                                    verdict, rep,
-                                    f"plugin vs stock, {n_epochs} epoch(s), same repetition",
-                                ))
-                                if not verdict.identical:
-                                    reporter.note(f"[red]✗ {size.label}: {verdict.summary()}[/]")
-                                if not keep:
-                                    for done in (stock_run, run):
-                                        done.results_file.unlink(missing_ok=True)
-                                        shutil.rmtree(done.log_path.parent, ignore_errors=True)
-                    _summarize_hyperopt_size(entry, epochs, marginal)
-        except BaseException as exc:
-            report["error"] = f"{type(exc).__name__}: {exc}"
-            exc.bench_report = report  # type: ignore[attr-defined]
-            raise
-        finally:
-            if keep:
-                console.print(f"[dim]workspaces kept in {root}[/]")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
-    _finish_report(report, min_speedup, "ratio_marginal_epoch" if marginal else "ratio_per_epoch")
-    return report
+
+    return run_bench(mode, sizes, settings, banner, repeat=repeat, level=level, seed=seed,
+                      warmup=warmup, state=state, keep=keep, min_speedup=min_speedup,
+                      console=console)
 
 
 def _summarize_hyperopt_size(entry: dict[str, Any], epochs: int, marginal: bool) -> None:
@@ -619,30 +282,25 @@ def _summarize_hyperopt_size(entry: dict[str, Any], epochs: int, marginal: bool)
                    and r["epochs_requested"] == 1 and r["cpu_time"] is not None] if marginal else []
         cpu_marginals = [(n - s) / (epochs - 1) for n, s in zip(cpu_full, cpu_one, strict=False)]
         entry[variant] = {
-            "wall": _stats(full),
-            "cpu": _stats(cpu_full),
-            "per_epoch": _stats([w / epochs for w in full]),
-            "startup_1_epoch": _stats(one),
-            "marginal_epoch": _stats(marginals),
-            "marginal_epoch_cpu": _stats(cpu_marginals),
+            "wall": stats(full),
+            "cpu": stats(cpu_full),
+            "per_epoch": stats([w / epochs for w in full]),
+            "startup_1_epoch": stats(one),
+            "marginal_epoch": stats(marginals),
+            "marginal_epoch_cpu": stats(cpu_marginals),
         }
     s, p = entry[STOCK], entry[PLUGIN]
-    entry["ratio_wall"] = _ratio(s["wall"]["median"], p["wall"]["median"])
-    entry["ratio_cpu"] = _ratio(s["cpu"]["median"], p["cpu"]["median"])
-    entry["ratio_per_epoch"] = _ratio(s["per_epoch"]["median"], p["per_epoch"]["median"])
-    entry["ratio_marginal_epoch"] = _ratio(
+    entry["ratio_wall"] = ratio(s["wall"]["median"], p["wall"]["median"])
+    entry["ratio_cpu"] = ratio(s["cpu"]["median"], p["cpu"]["median"])
+    entry["ratio_per_epoch"] = ratio(s["per_epoch"]["median"], p["per_epoch"]["median"])
+    entry["ratio_marginal_epoch"] = ratio(
         s["marginal_epoch"]["median"], p["marginal_epoch"]["median"]
     )
-    entry["ratio_marginal_epoch_cpu"] = _ratio(
+    entry["ratio_marginal_epoch_cpu"] = ratio(
         s["marginal_epoch_cpu"]["median"], p["marginal_epoch_cpu"]["median"]
     )
     entry["epochs"] = epochs
-    entry["verdict"] = (
-        IDENTICAL if all(c["identical"] for c in entry["comparisons"]) else DIFFERENT
-    )
-    entry["first_difference"] = _first_difference(entry["comparisons"])
-    loads = [r["loadavg_before"][0] for r in runs if r["loadavg_before"]]
-    entry["loadavg_1min_median"] = round(statistics.median(loads), 2) if loads else None
+    summary_tail(entry)
 
 
 def _check_common(level: str, repeat: int, warmup: int, state: str) -> None:
@@ -797,7 +455,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         common = dict(repeat=args.repeat, level=args.level, seed=args.seed, warmup=args.warmup,
                       state=args.state, keep=args.keep, min_speedup=args.min_speedup,
                       console=console)
-        if args.hyperopt:
+        if args.hyperopt and args.dask:  # loky vs a local Dask cluster (cluster/bench.py)
+            from freqtrade_opt_plugin.cluster.bench import run_cluster_bench
+
+            report = run_cluster_bench(
+                sizes, epochs=args.epochs, jobs=args.jobs, random_state=args.random_state,
+                spaces=args.spaces, loss=args.loss, marginal=not args.no_marginal, **common,
+            )
+        elif args.hyperopt:
             report = run_hyperopt_bench(
                 sizes, epochs=args.epochs, jobs=args.jobs, random_state=args.random_state,
                 spaces=args.spaces, loss=args.loss, marginal=not args.no_marginal, **common,
@@ -812,7 +477,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             console.print(f"[dim]partial results written to {write_json(partial, args.json)}[/]")
         return EXIT_FAILED
     console.print()
-    if args.hyperopt:
+    if args.hyperopt and args.dask:
+        from freqtrade_opt_plugin.cluster.bench import print_cluster_table
+
+        print_cluster_table(console, report)
+    elif args.hyperopt:
         print_hyperopt_table(console, report)
     else:
         print_backtest_table(console, report)
@@ -841,7 +510,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``bench`` sub-command to ``freqtrade-opt``."""
     parser = subparsers.add_parser(
         "bench",
@@ -916,6 +585,10 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
         "--no-marginal", action="store_true",
         help="skip the 1-epoch runs that measure the start-up (no marginal epoch cost)",
     )
+    hyperopt.add_argument(
+        "--dask", action="store_true",
+        help="-j loky vs a local Dask cluster of 2 single-thread workers (overhead per epoch)",
+    )
     parser.set_defaults(func=cmd_bench)
     return parser
 
@@ -923,7 +596,7 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``freqtrade-opt bench ARGS`` without the rest of the CLI (used by benchmarks/run.py)."""
     parser = argparse.ArgumentParser(prog="freqtrade-opt")
-    register_cli(parser.add_subparsers())
+    register(parser.add_subparsers())
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
 

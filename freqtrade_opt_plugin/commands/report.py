@@ -35,7 +35,7 @@ from freqtrade_opt_plugin.telemetry.sinks.prometheus import (
 
 __all__ = [
     "build_report", "fmt_bytes", "fmt_percent", "fmt_ratio", "handle_report", "handle_reset",
-    "prometheus_text", "register_cli", "render_report", "write_prometheus", "_labels",
+    "prometheus_text", "register", "render_report", "write_prometheus", "_labels",
 ]
 
 
@@ -262,7 +262,7 @@ def handle_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``report`` and ``reset`` to argparse subparsers (handlers return exit codes)."""
     report = subparsers.add_parser(
         "report",

@@ -58,18 +58,6 @@ def optimization(name: str, threshold: float = 1.0, min_samples: int = 5) -> Opt
     )
 
 
-@pytest.fixture
-def global_monitor(tmp_path, monkeypatch):
-    monkeypatch.setenv("FREQTRADE_OPT_STATE_DIR", str(tmp_path))
-    m = mon.get_monitor()
-    m.reset()
-    m._disabled.clear()
-    yield m
-    m.reset()
-    m._disabled.clear()
-    m._watched.clear()
-
-
 def test_a_deliberately_slowed_optimization_is_reported(tmp_path):
     m = make(tmp_path)
     for _ in range(40):  # interleaved, as a rollout below 100% would run them
@@ -278,7 +266,7 @@ def test_owner_process_logs_regressions_at_exit(tmp_path, caplog):
 
 
 def test_slowed_optimization_through_the_real_router_is_switched_off(tmp_path):
-    """End to end with the lead's Router and Flags: 50% rollout, a 3x slower replacement."""
+    """End to end with the real Router and Flags: 50% rollout, a 3x slower replacement."""
     flags_mod = pytest.importorskip("freqtrade_opt_plugin.flags")
     router_mod = pytest.importorskip("freqtrade_opt_plugin.router")
     settings_mod = pytest.importorskip("freqtrade_opt_plugin.settings")

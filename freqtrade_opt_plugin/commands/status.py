@@ -1,14 +1,18 @@
-"""What is active in this environment, and why: the data behind ``freqtrade-opt status``."""
+"""``freqtrade-opt status``: what is active in this environment, and why."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
+import json
 import logging
 import platform
+import sys
 from typing import Any
 
 from freqtrade_opt_plugin import __version__, _autoload, activation
+from freqtrade_opt_plugin.cluster.status import cluster_status
 from freqtrade_opt_plugin.settings import GlobalSettings
 
 
@@ -24,8 +28,7 @@ def _freqtrade_version() -> str:
 
 def _details(opt: Any) -> dict[str, Any] | None:
     """An optimization's own state (``describe()`` of its module, e.g. fast_loop's guard)."""
-    built_by = opt.factory if opt.factory is not None else opt.replacement
-    module = importlib.import_module(built_by.__module__)
+    module = importlib.import_module((opt.factory or opt.replacement).__module__)
     describe = getattr(module, "describe", None)
     if describe is None:
         return None
@@ -97,4 +100,63 @@ def collect_status(config: dict[str, Any] | None = None) -> dict[str, Any]:
         "problems": list(settings.problems) if settings else [],
         "plugin_errors": dict(errors),
         "optimizations": rows,
+        "cluster": cluster_status(config),
     }
+
+
+def _load_config(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from freqtrade.configuration.load_config import load_config_file
+
+    return load_config_file(path)
+
+
+def _yes_no(value: bool | None) -> str:
+    return {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[value]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    status = collect_status(_load_config(args.config))
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(
+        f"freqtrade {status['freqtrade_version']} · freqtrade-opt-plugin "
+        f"{status['plugin_version']} · Python {status['python']} · autoload "
+        f"{'on' if status['autoload'] else '[red]off (FREQTRADE_OPT_AUTOLOAD)[/]'}"
+    )
+    settings = Table("setting", "value", "source", title="Settings")
+    for name, item in status["settings"].items():
+        value = item["value"]
+        settings.add_row(name, getattr(value, "name", str(value)).lower(), item["source"])
+    console.print(settings)
+    table = Table("optimization", "tier", "verified", "active", "rollout", "errors", "why",
+                  title="Optimizations")
+    for row in status["optimizations"]:
+        table.add_row(row["name"], row["tier"], _yes_no(row["verified"]), _yes_no(row["active"]),
+                      f"{row['percentage']}%", str(row.get("errors", 0)), row["reason"])
+    console.print(table)
+    for row in status["optimizations"]:
+        for key, value in (row.get("details") or {}).items():
+            console.print(f"{row['name']} {key}: {value}")
+    for problem in status["problems"]:
+        console.print(f"[yellow]setting problem:[/] {problem}")
+    for plugin, error in status["plugin_errors"].items():
+        console.print(f"[red]plugin '{plugin}' failed:[/] {error}")
+    from freqtrade_opt_plugin.cluster.status import print_cluster
+
+    print_cluster(console, status.get("cluster", {}))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    status = subparsers.add_parser("status", help="what is active, and why")
+    status.add_argument("-c", "--config", help="a Freqtrade config whose freqtrade_opt section "
+                                               "applies")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)

@@ -154,7 +154,7 @@ def _print_performance_report(console: Console, state_dir: Path) -> None:
         else:
             os.environ[STATE_DIR_ENV] = previous
     if report.get("functions"):
-        from freqtrade_opt_plugin.report import render_report
+        from freqtrade_opt_plugin.commands.report import render_report
 
         console.print()
         render_report(report, console)
@@ -269,7 +269,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``demo`` sub-command to ``freqtrade-opt``."""
     from freqtrade_opt_plugin.offline.datagen import DEFAULT_PAIRS as PAIR_CHOICES
 
@@ -309,8 +309,8 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
 if __name__ == "__main__":
     import sys
 
-    _parser = argparse.ArgumentParser(prog="python -m freqtrade_opt_plugin.demo")
+    _parser = argparse.ArgumentParser(prog="python -m freqtrade_opt_plugin.commands.demo")
     _sub = _parser.add_subparsers()
-    register_cli(_sub)
+    register(_sub)
     _args = _parser.parse_args(["demo", *sys.argv[1:]])
     sys.exit(_args.func(_args))

@@ -85,6 +85,10 @@ def print_status(status: dict[str, Any], root: str) -> None:
     for name, s in status["caches"].items():
         if s["bypassed"]:
             console.print(f"[red]{name}:[/] {s['bypassed']}")
+    for name, s in status["caches"].items():
+        for refusal in s.get("refusals", []):
+            console.print(f"[yellow]{name}: not stored[/] ({refusal['count']}x): "
+                          f"{refusal['reason']}")
     for rec in status["recommendations"]:
         setting = f" ({rec['setting']}={rec['suggested']})" if rec.get("suggested") else ""
         console.print(f"[yellow]recommendation:[/] {rec['message']}{setting}")
@@ -142,7 +146,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return 1 if any(get_cache(n).bypassed for n in names) else 0
 
 
-def register_cli(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``cache status`` and ``cache clear [NAME]`` to the ``freqtrade-opt`` command."""
     cache = subparsers.add_parser("cache", help="the plugin's result caches")
     sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")

@@ -36,16 +36,9 @@ def activations(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def global_monitor(tmp_path, monkeypatch):
-    """The process-wide monitor on a temporary store; its run state restored afterwards."""
-    monkeypatch.setenv("FREQTRADE_OPT_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv(mon.RUN_ENV, raising=False)
-    m = mon.get_monitor()
-    saved = (m.run_id, m.owns_run, m._run_exported, m.run_started)
-    m.reset()
-    yield m
-    m.reset()
-    m.run_id, m.owns_run, m._run_exported, m.run_started = saved
+def _clean_monitor(global_monitor):
+    """Every test here runs on the process-wide monitor of tests/telemetry/conftest.py."""
+    yield
 
 
 def test_init_activates_and_calls_the_strategy_init(activations, global_monitor):

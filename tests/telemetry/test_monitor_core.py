@@ -30,19 +30,6 @@ def db_totals(path) -> dict[tuple[str, str], tuple]:
     return {(r[0], r[1]): r[2:] for r in rows}
 
 
-@pytest.fixture
-def global_monitor(tmp_path, monkeypatch):
-    """The process-wide monitor, pointed at a temporary state directory and left clean."""
-    monkeypatch.setenv("FREQTRADE_OPT_STATE_DIR", str(tmp_path / "state"))
-    m = mon.get_monitor()
-    m.reset()
-    m._disabled.clear()
-    yield m
-    m.reset()
-    m._disabled.clear()
-    m._watched.clear()
-
-
 def test_record_counts_calls_errors_fallbacks_and_clean_timings(tmp_path):
     m = make(tmp_path, persist=False)
     for seconds in (0.001, 0.002, 0.003):
@@ -269,7 +256,7 @@ def test_fork_children_flush_their_own_calls_and_not_the_parents(global_monitor,
         p.join(60)
         assert p.exitcode == 0
     m.flush()
-    totals = db_totals(tmp_path / "state" / FILENAME)
+    totals = db_totals(tmp_path / FILENAME)
     assert totals[("forked", "optimized")][0] == 300
     assert totals[("forked", "original")][0] == 50  # once, by the parent
 

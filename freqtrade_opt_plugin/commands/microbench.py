@@ -20,35 +20,14 @@ from collections.abc import Iterable, Sequence
 from time import perf_counter
 from typing import Any
 
-from freqtrade_opt_plugin.demo import positive_int
+from freqtrade_opt_plugin.commands.demo import positive_int
 from freqtrade_opt_plugin.registry import BenchCase, Optimization, case_of
-
-
-def synthetic_trades(n: int = 2000, *, pairs: int = 3, seed: int = 42) -> Any:
-    """A trades frame shaped like a backtest export's (pair, open/close dates in UTC on a 5m
-    grid with ties, profit_abs, profit_ratio), sorted by close date, for bench cases."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    start = pd.Timestamp("2024-01-01", tz="UTC").as_unit("us")
-    candles = np.sort(rng.integers(0, max(1, n // 3), n))
-    closes = start + pd.to_timedelta(candles * 300, unit="s")
-    durations = pd.to_timedelta(rng.integers(1, 48, n) * 300, unit="s")
-    profit_ratio = rng.normal(0.002, 0.02, n)
-    return pd.DataFrame({
-        "pair": [f"P{i % pairs}/USDT" for i in range(n)],
-        "open_date": closes - durations,
-        "close_date": closes,
-        "profit_abs": profit_ratio * 100.0,
-        "profit_ratio": profit_ratio,
-    })
 
 
 def _proof(opt: Optimization, case: BenchCase, original: Any, optimized: Any) -> str | None:
     """The first difference between both paths on equal fresh inputs, or None."""
+    from freqtrade_opt_plugin.checks import call, outcome_difference
     from freqtrade_opt_plugin.equality import first_difference
-    from freqtrade_opt_plugin.verify import call, outcome_difference
 
     (args, kwargs), (args2, kwargs2) = case.setup(), case.setup()
     expected = call(original, *args, **kwargs)
@@ -59,7 +38,7 @@ def _proof(opt: Optimization, case: BenchCase, original: Any, optimized: Any) ->
 
 def run_case(opt: Optimization, case: BenchCase, repeat: int | None = None) -> dict[str, Any]:
     """Time one optimization's case (see the module docstring); a dict for the report."""
-    from freqtrade_opt_plugin.verify import resolve_original
+    from freqtrade_opt_plugin.checks import resolve_original
 
     original = resolve_original(opt.target)
     optimized = opt.build(original)
@@ -130,7 +109,7 @@ def cmd_microbench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from freqtrade_opt_plugin import activation
-    from freqtrade_opt_plugin.verify import registered_optimizations
+    from freqtrade_opt_plugin.commands.verify import registered_optimizations
 
     activation.deactivate()  # the originals run unrouted; nothing reaches the telemetry store
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -158,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def register_cli(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "microbench",
         help="time each optimization against Freqtrade's original in one process",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 def template_dir() -> Path:
     """The template shipped in the wheel, or the checkout's ``user_data_template/``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_user_data_template", here.parent / "user_data_template"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "_user_data_template", package.parent / "user_data_template"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("the user_data template is missing from this installation")
@@ -44,7 +44,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers) -> None:
+def register(subparsers) -> None:
     parser = subparsers.add_parser("init", help="copy the user_data template (never overwrites)")
     parser.add_argument("--userdir", default="user_data", help="target directory (user_data)")
     parser.set_defaults(func=cmd_init)
