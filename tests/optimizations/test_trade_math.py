@@ -318,7 +318,7 @@ def test_registered_factories_build_in_front_of_wrapped():
 
 
 def test_bench_cases_run_both_paths_identically():
-    from freqtrade_opt_plugin.microbench import run_case
+    from freqtrade_opt_plugin.commands.microbench import run_case
 
     for opt in trade_math.OPTIMIZATIONS:
         result = run_case(opt, opt.bench_case, repeat=3)
@@ -349,7 +349,7 @@ def test_registered_as_aggressive_pure_optimizations_of_each_target():
 def test_verify_checks_each_method_on_the_users_trades():
     import dataclasses
 
-    from freqtrade_opt_plugin import verify
+    from freqtrade_opt_plugin.commands import verify
 
     frame = load_backtest_data(BACKTEST_RESULT)
     pairs = sorted(frame["pair"].unique())[:2]

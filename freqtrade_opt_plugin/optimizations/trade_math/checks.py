@@ -61,7 +61,7 @@ def compare_on_trades(method: str, original: Callable, optimized: Callable,
 
 def verify_trade_math(subject: Any, inputs: Any) -> Iterator[Any]:
     """A `VerifyCase.run` for the three trade_math targets (`subject`: a `verify.Subject`)."""
-    from freqtrade_opt_plugin import verify
+    from freqtrade_opt_plugin.checks import status_of
 
     if (problem := inputs.trades_problem()) is not None:
         yield subject.skip(problem)
@@ -70,4 +70,4 @@ def verify_trade_math(subject: Any, inputs: Any) -> Iterator[Any]:
     for pair, trades in inputs.trade_scopes():
         difference = compare_on_trades(method, subject.original, subject.optimized, trades,
                                        inputs.config)
-        yield subject.check(pair, "open, close, min, max rates", verify.status_of(difference))
+        yield subject.check(pair, "open, close, min, max rates", status_of(difference))
