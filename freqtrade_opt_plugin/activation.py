@@ -4,10 +4,13 @@
 a Router at every target whose module is imported (others follow when their module is imported).
 Every place a Freqtrade module bound the original (``from x import f``) is rebound too.
 `deactivate()` puts the exact original objects back.
+At a target whose candidates are all hot (`hot_router`) the original itself stays bound while none
+of them is on, and the Router is bound whenever one is (`_bind_hot`, run on every flag change).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import logging
@@ -25,7 +28,7 @@ from freqtrade_opt_plugin.cluster import hyperopt as cluster_hyperopt
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.paths import remember_user_data_dir
 from freqtrade_opt_plugin.registry import Optimization, fingerprint, ordered, verified_versions
-from freqtrade_opt_plugin.router import is_router, make_router
+from freqtrade_opt_plugin.router import candidates_of, is_router, make_router
 
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Activation:
     targets: dict[str, TargetState] = field(default_factory=dict)
     patches: list[Patch] = field(default_factory=list)
     routed: dict[int, Any] = field(default_factory=dict)  # id(original) -> router
+    hot: list[tuple[Any, Any]] = field(default_factory=list)  # (router, original), all-hot targets
     reported: set[str] = field(default_factory=set)
 
 
@@ -260,6 +264,8 @@ def _install(state: Activation, target: str, candidates: list[Optimization]) -> 
     setattr(owner, attribute, router)
     state.patches.append(Patch(owner, attribute, original, router))
     state.routed[id(original)] = router
+    if all(opt.hot for opt in chosen):
+        state.hot.append((router, original))
     for opt in chosen:
         state.targets[opt.name].installed = True
         monitor.get_monitor().watch(opt, on_fail=state.flags.disable)
@@ -269,6 +275,27 @@ def _install(state: Activation, target: str, candidates: list[Optimization]) -> 
                 _rebind(state, module)
     logger.debug("freqtrade-opt: routed %s through %s", target,
                  ", ".join(f"{opt.name} ({state.targets[opt.name].detail})" for opt in chosen))
+
+
+def _bind_hot(state: Activation) -> None:
+    """At every all-hot target bind its Router if one of its candidates is on, else the original
+    (everywhere the Router was installed; a binding somebody else changed is left alone)."""
+    decisions = state.flags.decisions
+    for router, original in state.hot:
+        on = any(decisions[opt.name].active for opt in candidates_of(router)
+                 if opt.name in decisions)
+        wanted, unwanted = (router, original) if on else (original, router)
+        for patch in state.patches:
+            if patch.replacement is router and inspect.getattr_static(
+                patch.owner, patch.attribute, None
+            ) is unwanted:
+                setattr(patch.owner, patch.attribute, wanted)
+
+
+def _flags_changed(state: Activation) -> None:
+    with _lock:
+        if _active is state:
+            _bind_hot(state)
 
 
 def _observe_config(state: Activation) -> None:
@@ -302,6 +329,7 @@ def by_target(optimizations: Iterable[Optimization]) -> dict[str, list[Optimizat
 def _install_all(state: Activation) -> None:
     for target, candidates in by_target(state.optimizations.values()).items():
         _install(state, target, candidates)
+    _bind_hot(state)
     _observe_config(state)
     cluster_hyperopt.install(state)  # Hyperopt.start: epochs on a Dask cluster when configured
 
@@ -335,6 +363,7 @@ def activate() -> Activation | None:
             flags = Flags(optimizations.values(), plugin_settings, _persisted_disabled(),
                           on_disable=_persist_disable)
             _active = Activation(pm, optimizations, flags, plugin_errors=errors)
+            flags.subscribe(functools.partial(_flags_changed, _active))
             monitor.get_monitor().set_status_provider(_monitor_status)
             monitor.get_monitor().set_plugin_manager(pm)
             _report_problems(_active, plugin_settings.problems)
@@ -355,6 +384,7 @@ def modules_imported(modules: list[ModuleType]) -> None:
         _install_all(state)
         for module in modules:
             _rebind(state, module)
+        _bind_hot(state)
 
 
 def deactivate() -> None:

@@ -78,7 +78,16 @@ class Flags:
         self._on_disable = on_disable
         self._calls = itertools.count()
         self.decisions: dict[str, Decision] = {}
+        self._listeners: list[Callable[[], None]] = []
         self.refresh()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every change of the standing decisions (`refresh`, `disable`).
+
+        Used by what precomputes decisions (hot Routers, the hot-target bindings); a listener
+        that raises is logged and skipped.
+        """
+        self._listeners.append(listener)
 
     def refresh(self, settings: Settings | None = None) -> None:
         """Recompute standing decisions (after new settings or an auto-disable)."""
@@ -88,6 +97,11 @@ class Flags:
             name: evaluate(opt, self.settings, self.disabled.get(name))
             for name, opt in self.optimizations.items()
         }
+        for listener in list(getattr(self, "_listeners", ())):
+            try:
+                listener()
+            except Exception:
+                logger.warning("freqtrade-opt: a flag listener failed", exc_info=True)
 
     def use_optimized(self, name: str) -> bool:
         """The per-call decision: a few hundred nanoseconds."""

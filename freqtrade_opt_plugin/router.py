@@ -14,6 +14,8 @@ optimization declares in `propagates` (e.g. an abort request) pass through at on
 exceptions raised by `wrapped` inside a replacement (the lower layer's own behaviour).
 At level experimental a share of calls runs in shadow mode: the layer below on the real arguments
 (its result is returned), the replacement on copies; any difference disables the optimization.
+A candidate with ``hot=True`` gets a lean layer instead (`hot_router`: precomputed decision,
+sampled timing, no shadow or memory sampling; same fallback).
 """
 
 from __future__ import annotations
@@ -76,12 +78,15 @@ def make_router(
     A candidate whose factory raises is left out when `on_build_error` is given (it is told);
     without it the exception propagates. Raises ValueError when no candidate is left.
     """
+    from freqtrade_opt_plugin.hot_router import make_hot_layer  # it imports this module
+
     chain = ordered([candidates] if isinstance(candidates, Optimization) else candidates)
     below: Callable[..., Any] = original
     built: list[Optimization] = []
     for opt in reversed(chain):
+        make_layer = make_hot_layer if opt.hot else _make_layer
         try:
-            below = _make_layer(opt, below, original, flags, monitor)
+            below = make_layer(opt, below, original, flags, monitor)
         except Exception as exc:
             if on_build_error is None:
                 raise

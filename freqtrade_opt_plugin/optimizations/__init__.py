@@ -1,5 +1,6 @@
 """The built-in optimizations, registered through the ``freqtrade_opt`` entry point ``builtin``
-exactly as a third-party plugin would register its own. One module per optimized function."""
+exactly as a third-party plugin would register its own. One module (or small package) per
+optimization; a module lists one `OPTIMIZATION` or several `OPTIMIZATIONS`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_MODULES = (
     "tick_size", "trade_parallelism", "ohlcv_lists", "max_drawdown", "indicator_cache",
-    "backtest_cache", "fast_loop",
+    "backtest_cache", "fast_loop", "trade_math",
 )
 
 
@@ -27,5 +28,6 @@ def freqtrade_opt_register_optimizations():
             logger.warning("freqtrade-opt: built-in optimization module '%s' unavailable: %s",
                            name, exc)
             continue
-        found.append(module.OPTIMIZATION)
+        # A module registers one optimization (OPTIMIZATION) or several (OPTIMIZATIONS).
+        found.extend(getattr(module, "OPTIMIZATIONS", None) or (module.OPTIMIZATION,))
     return found

@@ -26,7 +26,7 @@ import threading
 import time
 import tracemalloc
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,7 @@ class Counters:
         self._cpu_count: dict[tuple[str, str], int] = {}
         self._cpu_every: dict[tuple[str, str], int] = {}
         self._record_failed = False
+        self._drains: list[Callable[[bool], None]] = []  # hot Routers' untimed calls
 
     def _apply_settings(self, settings: MonitorSettings) -> None:
         self.settings = settings
@@ -165,12 +166,19 @@ class Counters:
         error: bool = False,
         fallback: bool = False,
         peak_bytes: int | None = None,
+        calls: int = 1,
+        timed: bool = True,
     ) -> None:
         """Count one call of `name` on `path` ("optimized" or "original"). Never raises.
 
         `seconds`: wall time; `cpu_seconds`: the calling thread's CPU time during the call
         (``time.thread_time`` difference), what the regression analysis judges on;
         `peak_bytes`: the peak traced allocation of a memory-sampled call.
+        `calls` > 1 (sampled recording, see `hot_router`): this record stands for `calls` calls
+        of which one was measured (`seconds`, `cpu_seconds`): `calls` counts them all,
+        `total_seconds` grows by ``seconds * calls`` (an extrapolation), the timing and CPU
+        statistics get the one sample. `timed=False`: none of the `calls` was measured
+        (`seconds` is an estimate per call): counted in `calls` and `total_seconds` only.
         """
         try:
             try:
@@ -180,13 +188,15 @@ class Counters:
             stats = table.get((name, path))
             if stats is None:
                 stats = self._new_stats(table, name, path)
-            stats.calls += 1
-            stats.total_seconds += seconds
+            stats.calls += calls
+            stats.total_seconds += seconds * calls if calls != 1 else seconds
             if error:
                 stats.errors += 1
             if fallback:
                 stats.fallbacks += 1
-            if peak_bytes is not None:
+            if not timed:
+                pass
+            elif peak_bytes is not None:
                 stats.mem_samples += 1
                 stats.mem_peak_sum += peak_bytes
                 if peak_bytes > stats.mem_peak_max:
@@ -282,6 +292,20 @@ class Counters:
         stats = table[(name, path)] = PathStats(self._window)
         return stats
 
+    def add_drain(self, drain: Callable[[bool], None]) -> None:
+        """Register a sampled recorder's `drain(discard)` (`hot_router`): it records the calls it
+        counted but has not recorded yet (with ``discard=True``, in a forked child, it forgets
+        them). Called before the counters are read (views, flush, reset), so counts stay
+        exact."""
+        self._drains.append(drain)
+
+    def _drain(self, discard: bool = False) -> None:
+        for drain in list(self._drains):
+            try:
+                drain(discard)
+            except Exception:
+                logger.debug("freqtrade-opt: a telemetry drain failed", exc_info=True)
+
     def _items(self) -> list[tuple[str, str, PathStats]]:
         """(name, path, stats) of every thread's table."""
         with self._lock:
@@ -298,6 +322,7 @@ class Counters:
 
     def _forget_tables(self) -> None:
         """In a forked child: start empty (the parent flushes its own records)."""
+        self._drain(discard=True)
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._tables = []
@@ -312,6 +337,7 @@ class Counters:
 
     def stats(self, name: str) -> dict[str, PathStats]:
         """This process's stats of `name` per path ("optimized", "original"). Read only."""
+        self._drain()
         parts: dict[str, list[PathStats]] = {p: [] for p in PATHS}
         for n, p, s in self._items():
             if n == name:
@@ -322,10 +348,12 @@ class Counters:
         }
 
     def names(self) -> list[str]:
+        self._drain()
         return sorted({n for n, _, _ in self._items()})
 
     def reset(self, name: str | None = None) -> None:
         """Forget this process's stats of `name` (or all), without touching the store."""
+        self._drain()  # pending sampled calls belong to the stats forgotten (or kept)
         with self._lock:
             tables = list(self._tables)
         for table in tables:
@@ -378,6 +406,7 @@ class Counters:
 
     def collect(self, per_flush: int, per_run: int) -> tuple[list[PathDelta], list[tuple]]:
         """Deltas since the last flush and the marks to set once they are persisted."""
+        self._drain()
         merged: dict[tuple[str, str], PathDelta] = {}
         marks: list[tuple[PathStats, tuple]] = []
         for name, path, s in self._items():
