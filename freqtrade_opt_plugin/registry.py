@@ -44,9 +44,9 @@ Factory = Callable[[Callable[..., Any]], Callable[..., Any]]
 class VerifyCase:
     """How ``freqtrade-opt verify`` checks an optimization on the user's own data.
 
-    `run(subject, inputs)` yields `verify.Check` records: `subject` is a `verify.Subject` (the
+    `run(subject, inputs)` yields `checks.Check` records: `subject` is a `checks.Subject` (the
     optimization, Freqtrade's original, the replacement built in front of it, and `compare`,
-    `check` and `skip` helpers), `inputs` the `verify.Inputs` loaded from the user's config
+    `check` and `skip` helpers), `inputs` the `commands.verify.Inputs` loaded from the user's config
     (candles, strategy, trades). `planned(inputs)` estimates how many checks it yields (for the
     progress bar; default: one per pair plus one).
     """

@@ -525,10 +525,8 @@ _tier: list[RedisTier] = []  # the process's shared tier (one, when a URL is con
 
 
 def _section_from_environment() -> Mapping[str, Any] | None:
-    try:
-        from freqtrade_opt_plugin.settings import section_from_environment
-    except ImportError:  # pragma: no cover - the lead's module is part of the package
-        return None
+    from freqtrade_opt_plugin.settings import section_from_environment
+
     section = section_from_environment()
     if isinstance(section, Mapping):
         cache_section = section.get("cache")
