@@ -6,12 +6,10 @@ change). `ExitScanner.build` refuses to run on any difference; the driver may ad
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from functools import cache
-from importlib import import_module
 
-from freqtrade_opt_plugin.registry import find_definition, fingerprint_source
+from freqtrade_opt_plugin.optimizations.fast_loop import guard
 
 
 #: Source fingerprints (Freqtrade 2026.9) of every function whose behaviour the proof relies on.
@@ -36,30 +34,15 @@ FINGERPRINTS: Mapping[str, str] = {
     "freqtrade.exchange.exchange_utils:__price_to_precision_significant_digits": "c77d42f5d25d85a8",
 }
 
-def live_fingerprints() -> dict[str, str | None]:
-    """Fingerprint of each `FINGERPRINTS` target in the installed Freqtrade (None: not found).
 
-    Read from the module's source file, so a patched (routed) attribute does not hide a change.
-    """
-    sources: dict[str, str | None] = {}
-    found: dict[str, str | None] = {}
-    for target in FINGERPRINTS:
-        module_name, _, qualname = target.partition(":")
-        if module_name not in sources:
-            try:
-                sources[module_name] = inspect.getsource(import_module(module_name))
-            except (ImportError, OSError, TypeError):
-                sources[module_name] = None
-        source = sources[module_name]
-        definition = None if source is None else find_definition(source, qualname)
-        found[target] = None if definition is None else fingerprint_source(definition)
-    return found
+def live_fingerprints() -> dict[str, str | None]:
+    """Fingerprint of each `FINGERPRINTS` target in the installed Freqtrade (None: not found)."""
+    return guard.live_fingerprints(FINGERPRINTS)
 
 
 def fingerprint_mismatches() -> list[str]:
     """Targets whose installed source differs from the reviewed one (empty: guard passes)."""
-    live = live_fingerprints()
-    return [t for t, fp in FINGERPRINTS.items() if live.get(t) != fp]
+    return list(guard.mismatches_of(FINGERPRINTS))
 
 
 @cache

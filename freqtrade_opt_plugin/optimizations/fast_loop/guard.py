@@ -77,12 +77,12 @@ def _definitions(module_name: str) -> dict[str, str]:
     return found
 
 
-def live_fingerprints() -> dict[str, str | None]:
+def live_fingerprints(targets: Iterable[str] = FINGERPRINTS) -> dict[str, str | None]:
     """Fingerprint of each target in the installed source (None: not found); one parse per
     module."""
     modules: dict[str, dict[str, str]] = {}
     result: dict[str, str | None] = {}
-    for target in FINGERPRINTS:
+    for target in targets:
         module_name, _, qualname = target.partition(":")
         if module_name not in modules:
             modules[module_name] = _definitions(module_name)
@@ -91,11 +91,16 @@ def live_fingerprints() -> dict[str, str | None]:
     return result
 
 
+def mismatches_of(fingerprints: Mapping[str, str]) -> tuple[str, ...]:
+    """Targets whose installed source differs from the verified fingerprint."""
+    live = live_fingerprints(fingerprints)
+    return tuple(t for t, fp in fingerprints.items() if live[t] != fp)
+
+
 @cache
 def mismatches() -> tuple[str, ...]:
-    """Targets whose installed source differs from the verified one (empty: guard passes)."""
-    live = live_fingerprints()
-    return tuple(t for t, fp in FINGERPRINTS.items() if live[t] != fp)
+    """Targets of `FINGERPRINTS` whose installed source differs (empty: guard passes)."""
+    return mismatches_of(FINGERPRINTS)
 
 
 def _is_freqtrades_own(obj: object, module_name: str, qualname: str) -> bool:
