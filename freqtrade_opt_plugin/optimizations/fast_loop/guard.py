@@ -54,8 +54,10 @@ FINGERPRINTS: Mapping[str, str] = {
 }
 
 
+@cache
 def _definitions(module_name: str) -> dict[str, str]:
-    """Source of every top-level function and class method of a module, by qualname."""
+    """Source of every top-level function and class method of a module, by qualname (parsed
+    once per process: both guards read the same modules)."""
     try:
         source = inspect.getsource(import_module(module_name))
     except (ImportError, OSError, TypeError):
