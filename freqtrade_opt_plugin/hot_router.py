@@ -38,7 +38,7 @@ from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.monitor import Monitor
 from freqtrade_opt_plugin.pristine import Snapshot
 from freqtrade_opt_plugin.registry import Optimization
-from freqtrade_opt_plugin.router import ORIGINAL_ERROR_ATTRIBUTE, _mark
+from freqtrade_opt_plugin.router import build_layer
 
 
 #: One call in this many per path is timed and recorded.
@@ -55,17 +55,7 @@ def make_hot_layer(
     use_optimized = flags.use_optimized
     propagates = opt.propagates
     take_snapshot = Snapshot if opt.mutates_arguments else None
-    marker = object()
-
-    @functools.wraps(original)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return below(*args, **kwargs)
-        except Exception as exc:
-            _mark(exc, marker)
-            raise
-
-    replacement = opt.build(wrapped)
+    replacement, from_below = build_layer(opt, original, below)
 
     always = never = False  # the standing decision: 100% / 0% (else ask the flags per call)
     opt_left = orig_left = every  # calls until the next timed one, per path
@@ -126,8 +116,7 @@ def make_hot_layer(
         except Exception as exc:
             failed_after = perf_counter() - start if timed else 0.0  # untimed: no duration
             uncount(timed)
-            mark = getattr(exc, ORIGINAL_ERROR_ATTRIBUTE, None)
-            if mark is marker or mark is True:
+            if from_below(exc):
                 raise  # raised by the layer below (`wrapped`, `call_original`): its behaviour
             if saved is not None:
                 saved.restore()

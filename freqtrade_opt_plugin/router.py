@@ -50,6 +50,29 @@ def _mark(exc: BaseException, marker: object) -> None:
         pass
 
 
+def build_layer(
+    opt: Optimization, original: Callable, below: Callable[..., Any]
+) -> tuple[Callable[..., Any], Callable[[BaseException], bool]]:
+    """`opt`'s replacement built in front of `below`, and a test telling whether an exception
+    was raised by `below` (through the `wrapped` handed to the factory, or `call_original`):
+    that is the lower layer's own behaviour, never a failure of this layer."""
+    marker = object()
+
+    @functools.wraps(original)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return below(*args, **kwargs)
+        except Exception as exc:
+            _mark(exc, marker)
+            raise
+
+    def from_below(exc: BaseException) -> bool:
+        mark = getattr(exc, ORIGINAL_ERROR_ATTRIBUTE, None)
+        return mark is marker or mark is True
+
+    return opt.build(wrapped), from_below
+
+
 def call_original(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call `original` from inside a plain `replacement` that found it itself (deprecated: use
     `Optimization.factory`, whose `wrapped` does this marking already).
@@ -111,17 +134,7 @@ def _make_layer(
     sample_memory = monitor.should_sample_memory
     cpu_start = monitor.cpu_start  # thread_time() on the calls whose CPU time is measured
     take_snapshot = Snapshot if opt.mutates_arguments else None
-    marker = object()  # tags exceptions raised by `below` through this layer's `wrapped`
-
-    @functools.wraps(original)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return below(*args, **kwargs)
-        except Exception as exc:
-            _mark(exc, marker)
-            raise
-
-    replacement = opt.build(wrapped)
+    replacement, from_below = build_layer(opt, original, below)
 
     def run_original(args: tuple, kwargs: dict) -> Any:
         traced = sample_memory(name)
@@ -186,8 +199,7 @@ def _make_layer(
             failed_after = perf_counter() - start
             if traced:
                 stop_memory_trace()
-            mark = getattr(exc, ORIGINAL_ERROR_ATTRIBUTE, None)
-            if mark is marker or mark is True:
+            if from_below(exc):
                 raise  # raised by the layer below (`wrapped`, `call_original`): its behaviour
             if saved is not None:
                 saved.restore()
