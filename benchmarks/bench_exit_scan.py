@@ -37,23 +37,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def build(pairs: int, days: float) -> tuple[Any, dict[str, list]]:
     """A real Backtesting (offline) and its row lists for generated data."""
-    from freqtrade.commands.optimize_commands import setup_optimize_configuration
-    from freqtrade.enums import RunMode
-    from freqtrade.optimize.backtesting import Backtesting
-
     from freqtrade_opt_plugin.offline.datagen import default_pairs
-    from freqtrade_opt_plugin.offline.markets import install_static_markets
-    from freqtrade_opt_plugin.offline.workspace import create_workspace
+    from freqtrade_opt_plugin.offline.workspace import create_workspace, in_process_backtesting
 
     root = Path(tempfile.mkdtemp(prefix="bench-exit-scan-"))
     workspace = create_workspace(root / "ws", default_pairs(pairs), days=days, seed=11)
-    install_static_markets()
-    config = setup_optimize_configuration({
-        "config": [str(workspace.config_path)], "user_data_dir": str(workspace.user_data),
-        "strategy": "SampleStrategy", "timeframe": "5m", "export": "none",
-    }, RunMode.BACKTEST)
-    bt = Backtesting(config)
-    bt._set_strategy(bt.strategylist[0])
+    bt = in_process_backtesting(workspace)
     data, _ = bt.load_bt_data()
     rows = bt._get_ohlcv_as_lists(bt.strategy.advise_all_indicators(data))
     return bt, rows

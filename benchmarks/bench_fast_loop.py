@@ -35,26 +35,15 @@ sys.path.insert(0, str(REPO))
 
 def build(pairs: int, days: float) -> tuple[Any, dict, Any, Any]:
     """A real Backtesting (offline), its analysed data and the backtest's date range."""
-    from freqtrade.commands.optimize_commands import setup_optimize_configuration
     from freqtrade.data import history
     from freqtrade.data.converter import trim_dataframes
-    from freqtrade.enums import RunMode
-    from freqtrade.optimize.backtesting import Backtesting
 
     from freqtrade_opt_plugin.offline.datagen import default_pairs
-    from freqtrade_opt_plugin.offline.markets import install_static_markets
-    from freqtrade_opt_plugin.offline.workspace import create_workspace
+    from freqtrade_opt_plugin.offline.workspace import create_workspace, in_process_backtesting
 
     root = Path(tempfile.mkdtemp(prefix="bench-fast-loop-"))
     workspace = create_workspace(root / "ws", default_pairs(pairs), days=days, seed=42)
-    install_static_markets()
-    config = setup_optimize_configuration({
-        "config": [str(workspace.config_path)], "user_data_dir": str(workspace.user_data),
-        "strategy": "SampleStrategy", "timeframe": "5m", "export": "none",
-    }, RunMode.BACKTEST)
-    bt = Backtesting(config)
-    bt._set_strategy(bt.strategylist[0])
-    bt.set_fee()
+    bt = in_process_backtesting(workspace)
     data, timerange = bt.load_bt_data()
     processed = bt.strategy.advise_all_indicators(data)
     start, end = history.get_timerange(trim_dataframes(processed, timerange, bt.required_startup))

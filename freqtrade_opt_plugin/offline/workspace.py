@@ -195,6 +195,28 @@ def create_workspace(
     return Workspace(root, tuple(pairs), days, seed, timeframe, STRATEGY_NAME, tuple(data))
 
 
+def in_process_backtesting(workspace: Workspace, strategy: str | None = None) -> Any:
+    """A real ``Backtesting`` for `workspace` in this process (static markets, no export), its
+    strategy set and fees applied as ``Backtesting.start`` does: for benchmarks and tests that
+    call ``backtest()`` directly."""
+    from freqtrade.commands.optimize_commands import setup_optimize_configuration
+    from freqtrade.enums import RunMode
+    from freqtrade.optimize.backtesting import Backtesting
+
+    from freqtrade_opt_plugin.offline.markets import install_static_markets
+
+    install_static_markets()
+    config = setup_optimize_configuration({
+        "config": [str(workspace.config_path)], "user_data_dir": str(workspace.user_data),
+        "strategy": strategy or workspace.strategy, "timeframe": workspace.timeframe,
+        "export": "none",
+    }, RunMode.BACKTEST)
+    backtesting = Backtesting(config)
+    backtesting._set_strategy(backtesting.strategylist[0])
+    backtesting.set_fee()
+    return backtesting
+
+
 def offline_command(args: Sequence[str]) -> list[str]:
     """The argv that runs ``freqtrade <args>`` offline with this interpreter."""
     return [sys.executable, "-m", "freqtrade_opt_plugin.offline", *args]
