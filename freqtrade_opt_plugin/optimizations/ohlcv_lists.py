@@ -36,7 +36,7 @@ import gc
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,6 +45,7 @@ import pandas as pd
 from freqtrade.exceptions import DependencyException
 from numpy import nan
 
+from freqtrade_opt_plugin.optimizations import column_rows
 from freqtrade_opt_plugin.optimizations.verified import VERIFIED
 from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
 
@@ -82,6 +83,7 @@ def _get_ohlcv_as_lists(self, processed: dict[str, pd.DataFrame]) -> dict[str, t
     optimize memory usage!
     """
     bt = importlib.import_module(_TARGET_MODULE)  # its namespace, as the original sees it
+    as_columns = column_rows.take_wish()
     data: dict = {}
     dates = _SharedDates()
     self._set_progress_step(bt.BacktestState.CONVERT, len(processed))
@@ -100,17 +102,19 @@ def _get_ohlcv_as_lists(self, processed: dict[str, pd.DataFrame]) -> dict[str, t
         df_analyzed = processed[pair] = pair_data = bt.trim_dataframe(
             df_analyzed, self.timerange, startup_candles=self.required_startup
         )
-        data[pair] = _rows(df_analyzed, bt.HEADERS, dates)
+        data[pair] = _rows(df_analyzed, bt.HEADERS, dates, as_columns)
     return data
 
 
-def _rows(df: pd.DataFrame, headers: list[str], dates: _SharedDates) -> list:
-    """The original's rows (signals shifted by one candle, first row dropped) of a trimmed frame."""
+def _rows(df: pd.DataFrame, headers: list[str], dates: _SharedDates,
+          as_columns: bool = False) -> Sequence:
+    """The original's rows (signals shifted by one candle, first row dropped) of a trimmed frame;
+    as `column_rows.ColumnRows` (the same elements, rows built on access) if `as_columns`."""
     if headers != _HEADERS or not _supported(df):
         return _original_rows(df, headers)
     size = len(df) - 1
     with _gc_paused():
-        columns = [dates.objects(df["date"].array[1:])]
+        columns = [] if as_columns else [dates.objects(df["date"].array[1:])]
         columns += [df[col].to_numpy()[1:].tolist() for col in _PRICES]
         for col in _SIGNALS:
             columns.append(_signal_objects(df, col, size))
@@ -119,6 +123,8 @@ def _rows(df: pd.DataFrame, headers: list[str], dates: _SharedDates) -> list:
                 columns.append(_pandas_shifted(df[col], None))
             else:
                 columns.append([None] * size)
+        if as_columns:
+            return column_rows.ColumnRows(df["date"].array[1:], columns)
         return list(map(list, zip(*columns, strict=True)))
 
 

@@ -29,13 +29,25 @@ from freqtrade.resolvers import StrategyResolver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freqtrade_opt_plugin.optimizations import ohlcv_lists
+from freqtrade_opt_plugin.optimizations import column_rows, ohlcv_lists
 from freqtrade_opt_plugin.optimizations.ohlcv_lists import OPTIMIZATION, _get_ohlcv_as_lists
 from freqtrade_opt_plugin.registry import fingerprint
 
 
 ORIGINAL: Callable = inspect.unwrap(Backtesting._get_ohlcv_as_lists)
 OPTIMIZED: Callable = _get_ohlcv_as_lists
+
+
+def as_columns(bt, processed) -> dict:
+    """The conversion the fast loop asks for (`column_rows.ColumnRows`), read back row by row."""
+    with column_rows.wanted():
+        data = OPTIMIZED(bt, processed)
+    assert not column_rows.take_wish(), "the wish is used up by the conversion"
+    for rows in data.values():
+        if isinstance(rows, column_rows.ColumnRows) and len(rows):
+            assert rows[-1] is rows[len(rows) - 1], "a row index gives the same list object"
+            assert rows[1:] == [rows[i] for i in range(1, len(rows))]
+    return {pair: list(rows) for pair, rows in data.items()}
 DATA = Path(__file__).resolve().parents[1] / "data"
 SIGNALS = ["enter_long", "exit_long", "enter_short", "exit_short"]
 TAGS = ["enter_tag", "exit_tag"]
@@ -208,11 +220,19 @@ def assert_same_frames(expected: dict, got: dict) -> None:
 def assert_equivalent(
     strategy, processed, timerange=None, startup=0, hook=None, abort=False, raises=False
 ):
-    """Run both on copies of `processed` and compare everything. `raises`: whether the original
-    must raise (None: either way, for generated inputs)."""
+    """Run both on copies of `processed` and compare everything (the optimized conversion both as
+    row lists and as column rows). `raises`: whether the original must raise (None: either way,
+    for generated inputs)."""
     timerange = timerange or TimeRange(None, None, 0, 0)
     expected = run(ORIGINAL, strategy, processed, timerange, startup, hook, abort)
     got = run(OPTIMIZED, strategy, processed, timerange, startup, hook, abort)
+    columns = run(as_columns, strategy, processed, timerange, startup, hook, abort)
+    _assert_same_outcome(expected, columns, raises)
+    _assert_same_outcome(expected, got, raises)
+    return expected, got
+
+
+def _assert_same_outcome(expected: dict, got: dict, raises: bool | None) -> None:
     if raises is not None:
         assert (expected["error"] is not None) is raises, repr(expected["error"])
     if expected["error"] is not None:
@@ -228,7 +248,6 @@ def assert_equivalent(
     assert [meta for meta, _ in got["advised"]] == [meta for meta, _ in expected["advised"]]
     for (_, frame), (_, frame2) in zip(expected["advised"], got["advised"], strict=True):
         pd.testing.assert_frame_equal(frame, frame2, check_exact=True)
-    return expected, got
 
 
 def load(name: str) -> pd.DataFrame:

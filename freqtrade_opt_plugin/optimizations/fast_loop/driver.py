@@ -30,9 +30,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from freqtrade_opt_plugin.optimizations import column_rows
 from freqtrade_opt_plugin.optimizations.fast_loop.eligibility import Plan
 from freqtrade_opt_plugin.optimizations.fast_loop.timeline import (
-    OPEN_IDX,
     DataNotSupported,
     Timeline,
     build_timeline,
@@ -78,7 +78,8 @@ def _run(bt: Any, processed: dict, start_date: datetime, end_date: datetime,
     ft = _ft()
     bt.reset_backtest(bt.enable_protections)
     bt.wallets.update()
-    data: dict = bt._get_ohlcv_as_lists(processed)
+    with column_rows.wanted():  # rows as columns when ohlcv_lists converts them
+        data: dict = bt._get_ohlcv_as_lists(processed)
     try:
         times = step_times(bt._time_generator, start_date, end_date)
         timeline = build_timeline(data, times, bt.timeframe_td, bt.check_for_trade_entry,
@@ -299,7 +300,7 @@ class _Loop:
                 trades = open_pp.get(name)
                 if 0 <= i < window[1] and trades and len(trades) == 1 and trades[0] is window[0]:
                     if self.capturing:
-                        self._capture(now, pair.base, pair.rows[i][OPEN_IDX])
+                        self._capture(now, pair.base, pair.opens[i])
                     continue
             self._visit(step, now, j, opens, pos, True)
         skip = set(open_first)
@@ -322,10 +323,9 @@ class _Loop:
         i = pair.row_at[step]
         if i < 0:
             return False  # validate_row: no row for this pair at this step
-        row = pair.rows[i]
         name = pair.name
         if self.capturing:
-            self._capture(now, pair.base, row[OPEN_IDX])
+            self._capture(now, pair.base, pair.opens[i])
         trades = self.local_trade.bt_trades_open_pp.get(name)
         has_open = bool(trades)
         if was_open and not has_open:
@@ -335,7 +335,7 @@ class _Loop:
             return False  # backtest_loop would do nothing
         if has_open and self.scanner is not None and self._quiet(pair, trades, i):
             return False
-        self._call(step, now, pair, row, trade_dir, opens)
+        self._call(step, now, pair, pair.rows[i], trade_dir, opens)
         return self._wallets_changed()
 
     def _exit_settings(self) -> tuple:

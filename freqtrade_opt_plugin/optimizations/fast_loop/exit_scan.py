@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from freqtrade_opt_plugin.optimizations import column_rows
 from freqtrade_opt_plugin.optimizations.fast_loop.exit_scan_guard import (
     FINGERPRINTS,
     _cached_mismatches,
@@ -93,7 +94,8 @@ def exit_settings_key(strategy: Any) -> tuple:
 class PairArrays:
     """Per-pair numpy columns of Backtesting's row lists, built once per backtest."""
 
-    rows: Sequence[Sequence[Any]] = field(repr=False)
+    high_objects: Sequence[Any] = field(repr=False)  # the rows' own high objects
+    low_objects: Sequence[Any] = field(repr=False)
     open: np.ndarray
     high: np.ndarray
     low: np.ndarray
@@ -105,27 +107,31 @@ class PairArrays:
 
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[Any]]) -> PairArrays:
-        """Build from one pair's ``data[pair]`` (``Backtesting._get_ohlcv_as_lists``).
+        """Build from one pair's ``data[pair]`` (``Backtesting._get_ohlcv_as_lists``; plain row
+        lists or `column_rows.ColumnRows`).
 
         Raises ValueError naming the column when a price or date cannot be read.
         """
         import pandas as pd
 
-        def column(idx: int, name: str) -> np.ndarray:
+        def column(idx: int, name: str) -> tuple[Sequence[Any], np.ndarray]:
+            objects = column_rows.column(rows, idx)
             try:
-                return np.array([r[idx] for r in rows], dtype=np.float64)
+                return objects, np.array(objects, dtype=np.float64)
             except (TypeError, ValueError) as err:
                 raise ValueError(f"exit scan: {name} column is not numeric: {err}") from None
 
-        open_, high = column(OPEN_IDX, "open"), column(HIGH_IDX, "high")
-        low = column(LOW_IDX, "low")
-        if len(rows) and getattr(rows[0][DATE_IDX], "tzinfo", None) is None:
+        open_ = column(OPEN_IDX, "open")[1]
+        high_objects, high = column(HIGH_IDX, "high")
+        low_objects, low = column(LOW_IDX, "low")
+        if len(rows) and getattr(column_rows.first_date(rows), "tzinfo", None) is None:
             raise ValueError("exit scan: row dates have no time zone (Freqtrade uses UTC)")
         try:  # Timestamp.value: nanoseconds whatever the unit (fast path)
-            nanos = np.fromiter((r[DATE_IDX].value for r in rows), np.int64, len(rows))
-        except AttributeError:
+            nanos = column_rows.dates_ns(rows)
+        except (AttributeError, TypeError, OverflowError, ValueError):
             try:
-                nanos = pd.DatetimeIndex([r[DATE_IDX] for r in rows]).as_unit("ns").asi8
+                nanos = pd.DatetimeIndex(list(column_rows.column(rows, DATE_IDX))
+                                         ).as_unit("ns").asi8
             except (TypeError, ValueError) as err:
                 raise ValueError(f"exit scan: date column is not a date: {err}") from None
         # Timestamp.to_pydatetime() drops nanoseconds: floor to microseconds like it does.
@@ -138,14 +144,19 @@ class PairArrays:
                 & (open_ > 0) & (high > 0) & (low > 0)
             )
         return cls(
-            rows=rows, open=open_, high=high, low=low, timestamp_us=timestamp_us,
-            minutes=minutes, valid=valid,
-            exit_long=np.array([bool(r[ELONG_IDX]) for r in rows], dtype=bool),
-            exit_short=np.array([bool(r[ESHORT_IDX]) for r in rows], dtype=bool),
+            high_objects=high_objects, low_objects=low_objects, open=open_, high=high, low=low,
+            timestamp_us=timestamp_us, minutes=minutes, valid=valid,
+            exit_long=_truth(column_rows.column(rows, ELONG_IDX)),
+            exit_short=_truth(column_rows.column(rows, ESHORT_IDX)),
         )
 
     def __len__(self) -> int:
         return len(self.open)
+
+
+def _truth(values: Sequence[Any]) -> np.ndarray:
+    """``bool(v)`` of each value."""
+    return np.fromiter(map(bool, values), dtype=bool, count=len(values))
 
 
 def _verified_bound(
@@ -467,10 +478,9 @@ class ExitScanner:
         """
         if end <= start:
             return
-        rows = pair.rows
         high = pair.high[start:end]
         low = pair.low[start:end]
         top = start + len(high) - 1 - int(np.argmax(high[::-1]))
         bottom = start + len(low) - 1 - int(np.argmin(low[::-1]))
-        trade.max_rate = max(rows[top][HIGH_IDX], trade.max_rate or trade.open_rate)
-        trade.min_rate = min(rows[bottom][LOW_IDX], trade.min_rate or trade.open_rate)
+        trade.max_rate = max(pair.high_objects[top], trade.max_rate or trade.open_rate)
+        trade.min_rate = min(pair.low_objects[bottom], trade.min_rate or trade.open_rate)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from freqtrade_opt_plugin.optimizations.column_rows import column, dates_ns, first_date
+
 
 DATE_IDX, OPEN_IDX, LONG_IDX, SHORT_IDX = 0, 1, 5, 7
 
@@ -34,6 +36,7 @@ class PairTimeline:
     index: int
     base: str
     rows: Sequence[Any] = field(repr=False)
+    opens: Sequence[Any] = field(repr=False)  # each row's open (the row's own object)
     row_at: array = field(repr=False)  # per step: the row processed there, or -1
     count: array = field(repr=False)  # per step: rows processed up to and including it
     first_step: int  # step of the first processed row (= number of steps when none)
@@ -80,13 +83,13 @@ def _dates_ns(rows: Sequence[Any]) -> np.ndarray:
 
     if not rows:
         return np.zeros(0, dtype=np.int64)
-    first = rows[0][DATE_IDX]
+    first = first_date(rows)
     if type(first) is not pd.Timestamp or first.tz is None:
         raise DataNotSupported(f"row dates are {type(first).__name__} without time zone "
                                "(expected tz-aware pandas Timestamps)")
     try:
-        return np.fromiter((r[DATE_IDX].value for r in rows), dtype=np.int64, count=len(rows))
-    except (AttributeError, TypeError, OverflowError) as exc:
+        return dates_ns(rows)
+    except (AttributeError, TypeError, OverflowError, ValueError) as exc:
         raise DataNotSupported(f"a row date is not a Timestamp: {exc}") from None
 
 
@@ -102,9 +105,11 @@ def schedule(dates_ns: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
 
 def _entry_candidates(rows: Sequence[Any], can_short: bool) -> list[int]:
     """Rows where ``check_for_trade_entry`` can return a direction (it needs an entry == 1)."""
+    longs = column(rows, LONG_IDX)
     if can_short:
-        return [i for i, r in enumerate(rows) if r[LONG_IDX] == 1 or r[SHORT_IDX] == 1]
-    return [i for i, r in enumerate(rows) if r[LONG_IDX] == 1]
+        shorts = column(rows, SHORT_IDX)
+        return [i for i, (a, b) in enumerate(zip(longs, shorts, strict=True)) if a == 1 or b == 1]
+    return [i for i, a in enumerate(longs) if a == 1]
 
 
 def build_timeline(
@@ -135,6 +140,7 @@ def build_timeline(
                 signal_at.setdefault(step, []).append(index)
         pairs.append(PairTimeline(
             name=name, index=index, base=name.split("/")[0], rows=rows,
+            opens=column(rows, OPEN_IDX),
             row_at=array("i", row_at.tobytes()), count=array("i", count.tobytes()),
             first_step=int(at[0]) if processed else steps, last_row=processed - 1,
             aligned=aligned, signals=signals,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,3 +280,50 @@ def workspace(tmp_path_factory):
     install_static_markets()
     yield ws
     uninstall_static_markets()
+
+
+class Conversion:
+    """``Backtesting._get_ohlcv_as_lists`` as the ``ohlcv_lists`` optimization (`columns` True:
+    the path at level standard, where the fast loop gets `column_rows.ColumnRows`) or as
+    Freqtrade's own (plain row lists). Installed like a Router: ``__wrapped__`` is the original,
+    so the fast loop's guard sees Freqtrade's function."""
+
+    def __init__(self) -> None:
+        self.columns = True
+        self.returned: set[str] = set()  # type names of the per-pair rows handed out
+
+    @contextmanager
+    def installed(self) -> Iterator[Conversion]:
+        import functools
+
+        from freqtrade.optimize.backtesting import Backtesting
+
+        from freqtrade_opt_plugin.optimizations import ohlcv_lists
+
+        below = Backtesting.__dict__["_get_ohlcv_as_lists"]
+
+        @functools.wraps(below)
+        def convert(bt: Any, processed: dict) -> dict:
+            data = (ohlcv_lists._get_ohlcv_as_lists if self.columns else below)(bt, processed)
+            self.returned.update(type(rows).__name__ for rows in data.values())
+            return data
+
+        Backtesting._get_ohlcv_as_lists = convert
+        try:
+            yield self
+        finally:
+            Backtesting._get_ohlcv_as_lists = below
+
+    @contextmanager
+    def lists(self) -> Iterator[None]:
+        self.columns = False
+        try:
+            yield
+        finally:
+            self.columns = True
+
+
+@pytest.fixture(scope="module")
+def conversion() -> Iterator[Conversion]:
+    with Conversion().installed() as installed:
+        yield installed

@@ -48,7 +48,9 @@ def callbacks(workspace):
 
 
 @pytest.fixture(scope="module")
-def fast():
+def fast(conversion):
+    """The fast loop; rows converted by the ohlcv_lists optimization (column rows), as at
+    level standard, unless a test asks for `conversion.lists()`."""
     from freqtrade_opt_plugin.optimizations.fast_loop import factory
 
     return factory(stock_backtest())
@@ -135,6 +137,16 @@ def test_generated_cases_match_freqtrade(plain, fast, knobs):
     check(plain, fast, knobs)
 
 
+@settings(max_examples=_examples(5), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
+@given(knobs=case)
+def test_generated_cases_on_plain_row_lists_match_freqtrade(plain, fast, conversion, knobs):
+    """Rows converted by Freqtrade's own ``_get_ohlcv_as_lists`` (ohlcv_lists off)."""
+    with conversion.lists():
+        check(plain, fast, knobs)
+
+
 @settings(max_examples=_examples(4), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
           phases=_phases())
@@ -182,15 +194,18 @@ def test_every_candle_entry_with_slot_rejections_records_the_same_rejected_signa
     assert plain.bt.rejected_dict
 
 
-def test_exit_scanner_skips_candles_and_still_matches(plain, fast):
+def test_exit_scanner_skips_candles_and_still_matches(plain, fast, conversion):
     from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
 
     knobs = {**BASE, "trailing_stop": False, "use_exit_signal": False, "protections": 0}
     apply(plain, knobs)
     plan = eligibility.decide(plain.bt)
     assert plan.scanner is not None, plan.scanner_reason
+    conversion.returned.clear()
     stock, mine = plain.compare(fast)
     assert len(stock.result["results"]) > 5
+    # the stock loop got row lists, the fast loop column rows
+    assert conversion.returned == {"list", "ColumnRows"}
 
 
 @pytest.mark.parametrize("change, reason", [
