@@ -8,10 +8,11 @@ generator's bookkeeping remains. The driver walks the candles itself and calls F
 pair-candles only, in the generator's pair order (pairs with open trades first). What the
 skipped pair-candles would have left behind is reproduced exactly:
 
-* ``check_abort``, ``bot_loop_start`` (when user-defined), the stake-currency wallet capture and
-  the progress step on every candle, with Freqtrade's own functions;
-* the base-currency wallet captures (``_capture_wallet`` itself, on the pair-candles whose base
-  wallet is non-zero);
+* ``check_abort`` and ``bot_loop_start`` (when user-defined) on every candle, with Freqtrade's
+  own functions; the progress steps, passed to Freqtrade's bar in batches that are flushed
+  before any Freqtrade or user code runs in the loop (`_Loop._flush_progress`);
+* the wallet captures: the stake currency's on every candle, a base currency's on the
+  pair-candles whose base wallet is non-zero (``_capture_wallet``'s statement, `_Loop._capture`);
 * the DataProvider's slice index per pair and slice date, and the key order of
   ``LocalTrade.bt_trades_open_pp`` (``handle_left_open`` iterates it), written before any user
   code can run: pairs before the active one in this candle's order already advanced, later
@@ -43,6 +44,7 @@ from freqtrade_opt_plugin.optimizations.fast_loop.timeline import (
 logger = logging.getLogger(__name__)
 
 _ALL = 1 << 30  # a stock-order position after every pair
+_PROGRESS_BATCH = 256  # candle steps per progress-bar update at most
 
 
 def _ft() -> Any:
@@ -158,20 +160,28 @@ class _Loop:
         self.order: list[str] | None = None  # this step's stock pair order (built lazily)
         self.order_pos: dict[str, int] = {}
         self.wallets_seen: Any = None
+        self.totals: dict[str, float] = {}  # currency -> get_total, for `wallets_seen`
         self.nonzero: set[int] = set()
         self.local_trade = _ft().LocalTrade
+        self.progress_due = 0  # progress steps not yet passed to Freqtrade's bar
 
     # -- wallets ------------------------------------------------------------------------------
 
     def _capture(self, now: datetime, currency: str, price: float) -> None:
-        """``Backtesting._capture_wallet`` for a backtest run mode (fingerprinted)."""
-        if total := self.bt.wallets.get_total(currency):
+        """``Backtesting._capture_wallet`` for a backtest run mode (fingerprinted), with the
+        totals read once per wallet state (``Wallets`` replaces its dict of immutable
+        ``Wallet`` tuples on every update; `_wallets_changed` notices)."""
+        total = self.totals.get(currency)
+        if total is None:
+            total = self.totals[currency] = self.bt.wallets.get_total(currency)
+        if total:
             self.bt.wallet_captures.append((now, currency, price, total))
 
     def _refresh_nonzero(self) -> None:
         """Pairs whose base-currency wallet total is non-zero (their candles capture it)."""
         wallets = self.bt.wallets
         self.wallets_seen = wallets._wallets
+        self.totals = {}
         if not self.capturing:
             return
         totals: dict[str, bool] = {}
@@ -258,8 +268,6 @@ class _Loop:
         times = tl.times
         local_trade = ft.LocalTrade
         check_abort = bt.check_abort
-        increment = bt._increment_progress
-        capture = bt._capture_wallet
         stake = bt.strategy.config["stake_currency"]
         signal_at = tl.signal_at
         bot_loop_start = self.plan.bot_loop_start
@@ -267,22 +275,37 @@ class _Loop:
             ft.BacktestState.BACKTEST, int((self.end_date - self.start_date) / bt.timeframe_td))
         self._refresh_nonzero()
         capturing = self.capturing
-        for step in range(tl.steps):
-            now = times[step]
-            check_abort()
-            if bot_loop_start:
-                self._sync_before_step(step)
-                ft.strategy_safe_wrapper(bt.strategy.bot_loop_start, supress_error=True)(
-                    current_time=now)
-                self._wallets_changed()
-            opens = [t.pair for t in local_trade.bt_trades_open]
-            if capturing:
-                capture(now, stake, 1)
-            signals = signal_at.get(step)
-            if opens or signals or self.nonzero:
-                self._step(step, now, opens, signals)
-            increment()
+        try:
+            for step in range(tl.steps):
+                now = times[step]
+                check_abort()
+                if bot_loop_start:
+                    self._flush_progress()
+                    self._sync_before_step(step)
+                    ft.strategy_safe_wrapper(bt.strategy.bot_loop_start, supress_error=True)(
+                        current_time=now)
+                    self._wallets_changed()
+                opens = [t.pair for t in local_trade.bt_trades_open]
+                if capturing:
+                    self._capture(now, stake, 1)
+                signals = signal_at.get(step)
+                if opens or signals or self.nonzero:
+                    self._step(step, now, opens, signals)
+                self.progress_due += 1
+                if self.progress_due >= _PROGRESS_BATCH:
+                    self._flush_progress()
+        finally:
+            self._flush_progress()
         self._sync_end()
+
+    def _flush_progress(self) -> None:
+        """Advance Freqtrade's progress bar by the steps walked since the last flush: one
+        ``_increment_progress(n)`` instead of n calls of 1 (the same integer count). Flushed
+        before any Freqtrade or user code runs in the loop, so whatever can read the bar sees
+        the count the generator would have left, and every `_PROGRESS_BATCH` steps."""
+        if self.progress_due:
+            due, self.progress_due = self.progress_due, 0
+            self.bt._increment_progress(due)
 
     def _step(self, step: int, now: datetime, opens: list[str], signals: list[int] | None
               ) -> None:
@@ -386,6 +409,7 @@ class _Loop:
     def _call(self, step: int, now: datetime, pair: Any, row: Any, trade_dir: str | None,
               opens: list[str]) -> None:
         bt = self.bt
+        self._flush_progress()
         if self.order is None:
             self._step_order(opens)
         self._sync(step, self.order_pos[pair.name])

@@ -75,16 +75,18 @@ class FastLoopCallbacks(FastLoopPlain):
     """User callbacks that read the DataProvider and other trades and record what they saw."""
 
     seen: list = []
+    progress = None  # set by the test bench: the progress bar's counts, as user code sees them
 
     def _view(self, pair):
         frame, _ = self.dp.get_analyzed_dataframe(pair, self.timeframe)
         last = None if frame.empty else str(frame.iloc[-1]["date"])
-        return (len(frame), last)
+        return (len(frame), last, self.progress and self.progress())
 
     def bot_loop_start(self, current_time: datetime, **kwargs) -> None:
         # the DataProvider's slice state as user code sees it (cheap: no frame slicing)
         state = tuple(self.dp._DataProvider__slice_index.items())
-        self.seen.append(("loop", str(current_time), state, self.dp._DataProvider__slice_date))
+        self.seen.append(("loop", str(current_time), state, self.dp._DataProvider__slice_date,
+                          self.progress and self.progress()))
 
     def confirm_trade_entry(self, pair, order_type, amount, rate, time_in_force, current_time,
                             entry_tag, side, **kwargs) -> bool:
@@ -129,11 +131,13 @@ class FastLoopAdjust(FastLoopPlain):
     max_entry_position_adjustment = 2
     use_custom_stoploss = True
     seen: list = []
+    progress = None  # no bot_loop_start here: the bar's counts as callbacks see them
 
     def adjust_trade_position(self, trade, current_time, current_rate, current_profit,
                               min_stake, max_stake, current_entry_rate, current_exit_rate,
                               current_entry_profit, current_exit_profit, **kwargs):
-        self.seen.append(("adjust", trade.pair, str(current_time), trade.nr_of_successful_entries))
+        self.seen.append(("adjust", trade.pair, str(current_time), trade.nr_of_successful_entries,
+                          self.progress and self.progress()))
         if current_profit < -0.01 and trade.nr_of_successful_entries < 3:
             return min(max_stake, trade.stake_amount / 2), "dca"
         if current_profit > 0.008 and trade.nr_of_successful_exits == 0:
@@ -183,7 +187,15 @@ def _engine_state(bt: Any) -> dict[str, Any]:
             "order_id_counter")},
         "wallets": bt.wallets._wallets,
         "seen": list(getattr(type(bt.strategy), "seen", [])),
+        "progress": _progress(bt),
     }
+
+
+def _progress(bt: Any) -> tuple | None:
+    """The progress bar's tasks: description, total and count."""
+    if bt.progress is None:
+        return None
+    return tuple((str(t.description), t.total, t.completed) for t in bt.progress.tasks)
 
 
 class Bench:
@@ -213,6 +225,8 @@ class Bench:
         self.min_date, self.max_date = history.get_timerange(trimmed)
         # ids continue across backtest() calls: every run starts from the same ones
         self.id_counters = (self.bt.trade_id_counter, self.bt.order_id_counter)
+        if hasattr(type(self.bt.strategy), "progress"):
+            type(self.bt.strategy).progress = staticmethod(lambda: _progress(self.bt))
 
     def run(self, backtest: Any) -> Observed:
         bt = self.bt

@@ -156,6 +156,7 @@ def test_generated_cases_with_user_callbacks_match_freqtrade(callbacks, fast, kn
     trades: what they saw, call by call, is part of the comparison."""
     check(callbacks, fast, knobs)
     assert callbacks.bt.strategy.seen  # bot_loop_start ran on every candle (and was compared)
+    assert callbacks.bt.progress is not None  # and the progress counts it saw were compared
 
 
 @pytest.fixture(scope="module")
