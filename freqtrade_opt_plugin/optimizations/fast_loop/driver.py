@@ -28,6 +28,7 @@ runs Freqtrade's own generator loop (`stock_loop`) on the already converted rows
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from datetime import datetime
 from typing import Any
 
@@ -275,8 +276,14 @@ class _Loop:
             ft.BacktestState.BACKTEST, int((self.end_date - self.start_date) / bt.timeframe_td))
         self._refresh_nonzero()
         capturing = self.capturing
+        # Without captures and user code in the loop, a stretch of candles on which every open
+        # trade is in a quiet window and no pair has an entry signal changes nothing: jump it.
+        jumps = not capturing and not bot_loop_start and not self.per_candle_skip
+        signal_steps = sorted(signal_at) if jumps else []
+        steps = tl.steps
+        step = 0
         try:
-            for step in range(tl.steps):
+            while step < steps:
                 now = times[step]
                 check_abort()
                 if bot_loop_start:
@@ -289,9 +296,17 @@ class _Loop:
                 if capturing:
                     self._capture(now, stake, 1)
                 signals = signal_at.get(step)
+                idle_until: int | None = steps  # nothing can happen before this step
                 if opens or signals or self.nonzero:
-                    self._step(step, now, opens, signals)
+                    idle_until = self._step(step, now, opens, signals)
+                step += 1
                 self.progress_due += 1
+                if jumps and idle_until is not None and idle_until > step:
+                    k = bisect_left(signal_steps, step)
+                    target = min(idle_until, signal_steps[k] if k < len(signal_steps) else steps)
+                    if target > step:
+                        self.progress_due += target - step
+                        step = target
                 if self.progress_due >= _PROGRESS_BATCH:
                     self._flush_progress()
         finally:
@@ -308,8 +323,12 @@ class _Loop:
             self.bt._increment_progress(due)
 
     def _step(self, step: int, now: datetime, opens: list[str], signals: list[int] | None
-              ) -> None:
+              ) -> int | None:
+        """One candle's pair-candles. Returns, when every open trade took the quiet fast path
+        and no other pair was visited, the first step at which one of their windows ends
+        (None otherwise)."""
         self.order = None
+        idle_until: int | None = self.tl.steps
         open_first = list(dict.fromkeys(opens))
         pairs, index, quiet = self.tl.pairs, self.index, self.quiet
         bulk = not self.per_candle_skip
@@ -324,7 +343,10 @@ class _Loop:
                 if 0 <= i < window[1] and trades and len(trades) == 1 and trades[0] is window[0]:
                     if self.capturing:
                         self._capture(now, pair.base, pair.opens[i])
+                    if idle_until is not None:  # the step that processes row window[1]
+                        idle_until = min(idle_until, bisect_left(pair.count, window[1] + 1))
                     continue
+            idle_until = None
             self._visit(step, now, j, opens, pos, True)
         skip = set(open_first)
         names = self.names
@@ -335,9 +357,11 @@ class _Loop:
             if j <= done or names[j] in skip:
                 continue
             done = j
+            idle_until = None
             if self._visit(step, now, j, opens, None, False) and self.capturing:
                 # wallets changed: later pairs' base wallets may have become non-zero
                 candidates = sorted({*candidates, *(x for x in self.nonzero if x > j)})
+        return idle_until
 
     def _visit(self, step: int, now: datetime, j: int, opens: list[str], pos: int | None,
                was_open: bool) -> bool:
