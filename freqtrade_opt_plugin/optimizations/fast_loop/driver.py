@@ -165,6 +165,7 @@ class _Loop:
         self.nonzero: set[int] = set()
         self.local_trade = _ft().LocalTrade
         self.progress_due = 0  # progress steps not yet passed to Freqtrade's bar
+        self.idle_pairs: list[Any] = []  # the last step's open pairs, all on the quiet path
 
     # -- wallets ------------------------------------------------------------------------------
 
@@ -172,10 +173,7 @@ class _Loop:
         """``Backtesting._capture_wallet`` for a backtest run mode (fingerprinted), with the
         totals read once per wallet state (``Wallets`` replaces its dict of immutable
         ``Wallet`` tuples on every update; `_wallets_changed` notices)."""
-        total = self.totals.get(currency)
-        if total is None:
-            total = self.totals[currency] = self.bt.wallets.get_total(currency)
-        if total:
+        if total := self._total(currency):
             self.bt.wallet_captures.append((now, currency, price, total))
 
     def _refresh_nonzero(self) -> None:
@@ -276,9 +274,10 @@ class _Loop:
             ft.BacktestState.BACKTEST, int((self.end_date - self.start_date) / bt.timeframe_td))
         self._refresh_nonzero()
         capturing = self.capturing
-        # Without captures and user code in the loop, a stretch of candles on which every open
-        # trade is in a quiet window and no pair has an entry signal changes nothing: jump it.
-        jumps = not capturing and not bot_loop_start and not self.per_candle_skip
+        # Without user code in the loop, a stretch of candles on which every open trade is in a
+        # quiet window and no pair has an entry signal changes nothing but the wallet
+        # captures: jump it (`_capture_quiet` writes its captures).
+        jumps = not bot_loop_start and not self.per_candle_skip
         signal_steps = sorted(signal_at) if jumps else []
         steps = tl.steps
         step = 0
@@ -299,12 +298,16 @@ class _Loop:
                 idle_until: int | None = steps  # nothing can happen before this step
                 if opens or signals or self.nonzero:
                     idle_until = self._step(step, now, opens, signals)
+                else:
+                    self.idle_pairs = []
                 step += 1
                 self.progress_due += 1
                 if jumps and idle_until is not None and idle_until > step:
                     k = bisect_left(signal_steps, step)
                     target = min(idle_until, signal_steps[k] if k < len(signal_steps) else steps)
                     if target > step:
+                        if capturing:
+                            self._capture_quiet(step, target, stake)
                         self.progress_due += target - step
                         step = target
                 if self.progress_due >= _PROGRESS_BATCH:
@@ -312,6 +315,29 @@ class _Loop:
         finally:
             self._flush_progress()
         self._sync_end()
+
+    def _capture_quiet(self, start: int, stop: int, stake: str) -> None:
+        """The wallet captures of the jumped steps ``start .. stop-1``, as `_step` would write
+        them: the stake currency's, then each quiet open trade's base currency (in the step's
+        pair order) on the steps where its pair has a row. No wallet changes in between."""
+        append = self.bt.wallet_captures.append
+        times = self.tl.times
+        stake_total = self._total(stake)
+        quiet = [(p.base, p.row_at, p.opens, total) for p in self.idle_pairs
+                 if (total := self._total(p.base))]
+        for step in range(start, stop):
+            now = times[step]
+            if stake_total:
+                append((now, stake, 1, stake_total))
+            for base, row_at, opens, total in quiet:
+                if (i := row_at[step]) >= 0:
+                    append((now, base, opens[i], total))
+
+    def _total(self, currency: str) -> float:
+        total = self.totals.get(currency)
+        if total is None:
+            total = self.totals[currency] = self.bt.wallets.get_total(currency)
+        return total
 
     def _flush_progress(self) -> None:
         """Advance Freqtrade's progress bar by the steps walked since the last flush: one
@@ -329,6 +355,7 @@ class _Loop:
         (None otherwise)."""
         self.order = None
         idle_until: int | None = self.tl.steps
+        self.idle_pairs = idle_pairs = []
         open_first = list(dict.fromkeys(opens))
         pairs, index, quiet = self.tl.pairs, self.index, self.quiet
         bulk = not self.per_candle_skip
@@ -345,6 +372,7 @@ class _Loop:
                         self._capture(now, pair.base, pair.opens[i])
                     if idle_until is not None:  # the step that processes row window[1]
                         idle_until = min(idle_until, bisect_left(pair.count, window[1] + 1))
+                        idle_pairs.append(pair)
                     continue
             idle_until = None
             self._visit(step, now, j, opens, pos, True)
