@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                                              "FREQTRADE_OPT_DASK_SCHEDULER": cluster.address})
             time.sleep(1)
             ended = client.run(_status)
+            from freqtrade_opt_plugin.cluster import epochs
+
+            released = client.run(epochs.released)
             pids = client.run(os.getpid)
     finally:
         cluster.stop()
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     by_pid = {pids[a]: s for a, s in idle.items()}
     report["dask_idle"] = {pid: s["VmRSS"] for pid, s in by_pid.items()}
     report["dask_after_run"] = {pids[a]: s["VmRSS"] for a, s in ended.items()}
+    report["released"] = {pids[a]: r for a, r in released.items()}
     report["nanny"] = ({pids[a]: s["parent_rss"] for a, s in ended.items()} if args.nanny
                        else None)
     if data.is_file():
@@ -188,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     title = f"Dask workers{' (nanny)' if args.nanny else ''} {dask_env or ''}"
     _print(title.rstrip(), report["dask"], report["dask_idle"])
     print(f"  after the run (plugin removed): {report['dask_after_run']}")
+    for pid, r in report["released"].items():
+        print(f"  {pid}: release_memory ran after {r['epochs']} epochs, "
+              f"{1000 * r['seconds'] / max(r['epochs'], 1):.1f} ms per epoch")
     if report["nanny"]:
         print(f"  nanny processes: {report['nanny']}")
     if "loky" in runs:

@@ -125,9 +125,13 @@ def _resume_profiler(worker: Any, run: str) -> None:
             callback.start()
 
 
-def profiler_running(worker: Any) -> bool | None:
-    """Whether the worker's statistical profiler runs (None: its config has none)."""
-    callbacks = [worker.periodic_callbacks[n] for n in _PROFILER if n in worker.periodic_callbacks]
+def profiler_running(dask_worker: Any) -> bool | None:
+    """Whether the worker's statistical profiler runs (None: its config has none).
+
+    For ``client.run(profiler_running)``, which passes the worker as `dask_worker`.
+    """
+    callbacks = [dask_worker.periodic_callbacks[n] for n in _PROFILER
+                 if n in dask_worker.periodic_callbacks]
     if not callbacks:
         return False if _paused_callbacks else None
     return all(c.is_running() for c in callbacks)
