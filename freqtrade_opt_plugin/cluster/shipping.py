@@ -9,8 +9,9 @@ plugin is removed at the end of the run, which deletes the file on every worker.
 
 For the run the plugin also pauses Dask's statistical profiler on the worker: it samples the
 epoch's thread every 10 ms and keeps a call tree per second (1000 of them), which made a Dask
-worker ~40 MB larger than a loky worker and grow with every epoch. It resumes when the last run
-on the worker ends.
+worker ~40 MB larger than a loky worker and grow with every epoch. When the last run on the
+worker ends, the profiler resumes and the epochs' ``gc.freeze`` (`epochs.release_memory`) is
+undone: the worker is left as it was found.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _NOT_SHIPPED = ("FREQTRADE_OPT_STATE_DIR", "FREQTRADE_OPT_DASK_", "_FREQTRADE_OP
 _files: dict[str, Path] = {}  # on a worker: digest -> local data file
 _mismatch: dict[str, list[str]] = {}  # on a worker: digest -> how it differs from the main
 _PROFILER = ("profile", "profile-cycle")  # Dask worker's periodic callbacks of its profiler
-_profiler_paused_by: set[str] = set()  # on a worker: runs that paused its profiler
+_active_runs: set[str] = set()  # on a worker: the runs set up on it
 _paused_callbacks: dict[str, Any] = {}  # on a worker: the profiler's callbacks while paused
 
 
@@ -77,7 +78,7 @@ class RunContext(WorkerPlugin):
         self.payload = None  # the file holds it; the worker keeps no copy in memory
         self.path = path
         _files[self.digest] = path
-        _pause_profiler(worker, self.name)
+        _run_started(worker, self.name)
         _apply_settings(self.environ)
         if self.versions:
             from freqtrade_opt_plugin.cluster import versions
@@ -89,12 +90,12 @@ class RunContext(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         _files.pop(self.digest, None)
         _mismatch.pop(self.digest, None)
-        _resume_profiler(worker, self.name)
+        _run_ended(worker, self.name)
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
 
-def _pause_profiler(worker: Any, run: str) -> None:
+def _run_started(worker: Any, run: str) -> None:
     """Take the profiler's callbacks off the worker while runs are set up on it (module doc).
 
     They leave ``worker.periodic_callbacks`` (so a worker that joins later does not start them
@@ -102,20 +103,19 @@ def _pause_profiler(worker: Any, run: str) -> None:
     turns the profiler off has none: nothing to do.
     """
     callbacks = getattr(worker, "periodic_callbacks", None)
-    if callbacks is None:
-        return
-    if not _profiler_paused_by:
+    if not _active_runs and callbacks is not None:
         for name in _PROFILER:
             callback = callbacks.pop(name, None)
             if callback is not None:
                 callback.stop()
                 _paused_callbacks[name] = callback
-    _profiler_paused_by.add(run)
+    _active_runs.add(run)
 
 
-def _resume_profiler(worker: Any, run: str) -> None:
-    _profiler_paused_by.discard(run)
-    if _profiler_paused_by:
+def _run_ended(worker: Any, run: str) -> None:
+    """After the last run on the worker: the profiler back, the epochs' ``gc.freeze`` undone."""
+    _active_runs.discard(run)
+    if _active_runs:
         return
     callbacks = getattr(worker, "periodic_callbacks", None)
     for name, callback in list(_paused_callbacks.items()):
@@ -123,6 +123,9 @@ def _resume_profiler(worker: Any, run: str) -> None:
         if callbacks is not None:
             callbacks[name] = callback
             callback.start()
+    from freqtrade_opt_plugin.cluster import epochs
+
+    epochs.thaw()
 
 
 def profiler_running(dask_worker: Any) -> bool | None:

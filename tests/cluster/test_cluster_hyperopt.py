@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -74,7 +75,9 @@ def test_cluster_epochs_identical_to_local_and_data_never_read_by_path(
         released = client.run(epochs.released)
         assert sum(released[a]["epochs"] - released_before[a]["epochs"]
                    for a in addresses) == EPOCHS
-        assert all(r["frozen"] for r in released.values())
+        # the worker is left as found: nothing frozen, its profiler running again
+        assert not any(r["frozen"] for r in released.values())
+        assert set(client.run(shipping.profiler_running).values()) == {True}
         # ... and no epoch's result is kept by the cluster once the run has it
         deadline = time.monotonic() + 30  # the finished run's client disconnects asynchronously
         while client.run_on_scheduler(lambda dask_scheduler: _epoch_keys(dask_scheduler.tasks)):
@@ -95,7 +98,8 @@ def _profiler_and_collection(dask_worker) -> dict:
     ref = weakref.ref(node)
     del node
     epochs.release_memory()
-    return {"profiler": shipping.profiler_running(dask_worker), "cycle freed": ref() is None}
+    return {"profiler": shipping.profiler_running(dask_worker), "cycle freed": ref() is None,
+            "frozen": gc.get_freeze_count() > 0}
 
 
 def test_run_pauses_the_worker_profiler_and_epochs_free_their_cycles(cluster):
@@ -108,8 +112,10 @@ def test_run_pauses_the_worker_profiler_and_epochs_free_their_cycles(cluster):
             during = client.run(_profiler_and_collection)
         finally:
             shipping.uninstall(client, context)
-        assert set(map(str, during.values())) == {str({"profiler": False, "cycle freed": True})}
+        assert set(map(str, during.values())) == {
+            str({"profiler": False, "cycle freed": True, "frozen": True})}
         assert set(client.run(shipping.profiler_running).values()) == {True}
+        assert set(client.run(gc.get_freeze_count).values()) == {0}
 
 
 def test_killed_worker_epochs_rerun_elsewhere_results_identical(workspace, local_run, cluster):
