@@ -82,7 +82,7 @@ def release_memory() -> dict[str, Any]:
     """
     start = time.perf_counter()
     unreachable = gc.collect()
-    if not _released["frozen"]:
+    if not _released["frozen"] and shipping.runs_active():  # a run's end thaws it
         gc.freeze()
         _released["frozen"] = True
     trim = _malloc_trim()

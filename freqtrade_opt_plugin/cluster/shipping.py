@@ -128,6 +128,11 @@ def _run_ended(worker: Any, run: str) -> None:
     epochs.thaw()
 
 
+def runs_active() -> bool:
+    """Whether a run is set up on this worker (between its plugin's setup and teardown)."""
+    return bool(_active_runs)
+
+
 def profiler_running(dask_worker: Any) -> bool | None:
     """Whether the worker's statistical profiler runs (None: its config has none).
 
