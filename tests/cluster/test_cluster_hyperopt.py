@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import cloudpickle
 import pytest
 from rich.console import Console
 
+from freqtrade_opt_plugin.cluster import epochs, shipping
 from freqtrade_opt_plugin.cluster.status import cluster_status, print_cluster
 from freqtrade_opt_plugin.offline.compare import compare_hyperopt
 from freqtrade_opt_plugin.offline.workspace import HarnessError, run_hyperopt
@@ -37,8 +40,14 @@ def _run_files(dask_worker) -> list[str]:
     return sorted(p.name for p in Path(dask_worker.local_directory).glob("freqtrade-opt-*"))
 
 
+def _epoch_keys(data) -> list[str]:
+    return [str(k) for k in data if str(k).startswith("freqtrade-opt-epoch-")]
+
+
 def test_cluster_epochs_identical_to_local_and_data_never_read_by_path(
         workspace, local_run, cluster):
+    with cluster.client() as client:
+        released_before = client.run(epochs.released)
     run = _run(workspace, cluster, "dask")
     verdict = compare_hyperopt(local_run, run)
     assert verdict.identical, verdict.first_difference
@@ -62,6 +71,51 @@ def test_cluster_epochs_identical_to_local_and_data_never_read_by_path(
         # the run's copies were removed from the workers at the end
         left = client.run(_run_files)
         assert left == {a: [] for a in addresses}
+        # every epoch released its memory on its worker (cycles collected, heap trimmed) ...
+        released = client.run(epochs.released)
+        assert sum(released[a]["epochs"] - released_before[a]["epochs"]
+                   for a in addresses) == EPOCHS
+        # the worker is left as found: nothing frozen, its profiler running again
+        assert not any(r["frozen"] for r in released.values())
+        assert set(client.run(shipping.profiler_running).values()) == {True}
+        # ... and no epoch's result is kept by the cluster once the run has it
+        deadline = time.monotonic() + 30  # the finished run's client disconnects asynchronously
+        while client.run_on_scheduler(lambda dask_scheduler: _epoch_keys(dask_scheduler.tasks)):
+            assert time.monotonic() < deadline, "the scheduler still holds epochs of a done run"
+            time.sleep(0.1)
+        held = client.run(lambda dask_worker: _epoch_keys(dask_worker.data))
+        assert held == {a: [] for a in addresses}
+
+
+def _profiler_and_collection(dask_worker) -> dict:
+    """On a worker: whether its profiler runs, and whether `release_memory` frees a cycle."""
+
+    class Node:
+        pass
+
+    node = Node()
+    node.self = node
+    ref = weakref.ref(node)
+    del node
+    epochs.release_memory()
+    return {"profiler": shipping.profiler_running(dask_worker), "cycle freed": ref() is None,
+            "frozen": gc.get_freeze_count() > 0}
+
+
+def test_run_pauses_the_worker_profiler_and_epochs_free_their_cycles(cluster):
+    """Dask's profiler keeps a call tree per second of epochs: paused while a run is set up."""
+    context = shipping.RunContext(b"data of a run", {}, {})
+    with cluster.client() as client:
+        assert set(client.run(shipping.profiler_running).values()) == {True}
+        client.register_plugin(context)
+        try:
+            during = client.run(_profiler_and_collection)
+        finally:
+            shipping.uninstall(client, context)
+        assert set(map(str, during.values())) == {
+            str({"profiler": False, "cycle freed": True, "frozen": True})}
+        assert set(client.run(shipping.profiler_running).values()) == {True}
+        assert set(client.run(gc.get_freeze_count).values()) == {0}
 
 
 def test_killed_worker_epochs_rerun_elsewhere_results_identical(workspace, local_run, cluster):
