@@ -1,17 +1,19 @@
-"""Benchmark: ``Backtesting.backtest``, Freqtrade's original versus the fast trade loop.
+"""Benchmark: ``Backtesting.backtest``, stock Freqtrade versus the fast trade loop.
 
     python benchmarks/bench_fast_loop.py            # 10 pairs x 90 days, 3 repetitions
     python benchmarks/bench_fast_loop.py --quick    # 3 pairs x 10 days
     python benchmarks/bench_fast_loop.py --profile  # also a cProfile of the fast loop
     python benchmarks/bench_fast_loop.py --epoch    # as a hyperopt epoch: no wallet captures,
                                                     # no progress bar
+    python benchmarks/bench_fast_loop.py --level aggressive   # the plugin's level (standard)
 
 Offline: generated candles and SampleStrategy through one real `Backtesting` (static markets),
-as ``backtest_one_strategy`` runs it. Each repetition runs, alternating, the original, the fast
-loop without the exit scanner (the driver alone) and with it, every one on a deep copy of the
-same analysed data; the results are checked identical first (whole result dict, trades, wallet
-captures). Printed: wall-time and thread-CPU medians, their ratios, and the tracemalloc peak of
-one extra run of each.
+as ``backtest_one_strategy`` runs it. Each repetition runs, alternating, stock Freqtrade (every
+optimization off, i.e. level disabled), the fast loop without the exit scanner (the driver
+alone) and with it, at the plugin level given (other optimizations of that level on, e.g.
+``ohlcv_lists``), every one on a deep copy of the same analysed data; the results are checked
+identical first (whole result dict, trades, wallet captures). Printed: wall-time and thread-CPU
+medians, their ratios, and the tracemalloc peak of one extra run of each.
 """
 
 from __future__ import annotations
@@ -50,7 +52,24 @@ def build(pairs: int, days: float) -> tuple[Any, dict, Any, Any]:
     return bt, processed, start, end
 
 
-def runners(bt: Any) -> dict[str, Callable[..., dict]]:
+def at_level(level: str, func: Callable[..., dict]) -> Callable[..., dict]:
+    """`func` run with the plugin's flags at `level` (``disabled``: every optimization off)."""
+    from freqtrade_opt_plugin import activation
+    from freqtrade_opt_plugin.registry import OptimizationLevel
+
+    state = activation.current()
+    if state is None:
+        raise SystemExit("the plugin is not active in this interpreter (is it installed?)")
+    settings = dataclasses.replace(state.flags.settings, level=OptimizationLevel.parse(level))
+
+    def run(*args: Any) -> dict:
+        state.flags.refresh(settings)
+        return func(*args)
+
+    return run
+
+
+def runners(bt: Any, level: str) -> dict[str, Callable[..., dict]]:
     from freqtrade_opt_plugin.cache.backtest_results import original_backtest
     from freqtrade_opt_plugin.optimizations.fast_loop import driver, eligibility
 
@@ -61,10 +80,10 @@ def runners(bt: Any) -> dict[str, Callable[..., dict]]:
     alone = dataclasses.replace(plan, scanner=None, scanner_reason="benchmark: driver alone")
 
     def fast(plan: eligibility.Plan) -> Callable[..., dict]:
-        return lambda self, processed, start, end: driver.run_backtest(
-            self, processed, start, end, plan)
+        return at_level(level, lambda self, processed, start, end: driver.run_backtest(
+            self, processed, start, end, plan))
 
-    found = {"original": original, "driver alone": fast(alone)}
+    found = {"stock": at_level("disabled", original), "driver alone": fast(alone)}
     if plan.scanner is not None:
         found["driver + exit scan"] = fast(plan)
     else:
@@ -112,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--epoch", action="store_true",
                         help="run as hyperopt epochs do (no wallet captures, no progress)")
+    parser.add_argument("--level", default="standard",
+                        help="the plugin's level for the fast paths (default: standard)")
     args = parser.parse_args(argv)
     pairs = args.pairs or (3 if args.quick else 10)
     days = args.days or (10 if args.quick else 90)
@@ -125,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         bt.progress = None
     logging.disable(logging.INFO)
     ids = (bt.trade_id_counter, bt.order_id_counter)
-    paths = runners(bt)
-    reference, _, _ = run(bt, paths["original"], processed, start, end, ids)
+    paths = runners(bt, args.level)
+    reference, _, _ = run(bt, paths["stock"], processed, start, end, ids)
     captures = list(bt.wallet_captures)
     for name, func in paths.items():
-        if name == "original":
+        if name == "stock":
             continue
         got, _, _ = run(bt, func, processed, start, end, ids)
         if (diff := same(reference, got, captures, list(bt.wallet_captures))) is not None:
@@ -143,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             _, wall, cpu = run(bt, func, processed, start, end, ids)
             walls[name].append(wall)
             cpus[name].append(cpu)
-    base_wall = statistics.median(walls["original"])
-    base_cpu = statistics.median(cpus["original"])
+    base_wall = statistics.median(walls["stock"])
+    base_cpu = statistics.median(cpus["stock"])
     print(f"{'path':<22}{'wall median':>13}{'ratio':>8}{'cpu median':>13}{'ratio':>8}"
           f"{'peak MiB':>10}")
     for name in paths:
