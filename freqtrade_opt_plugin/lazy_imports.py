@@ -85,7 +85,8 @@ def enabled_by_environment(environ: os._Environ | dict | None = None) -> tuple[b
     override = override if isinstance(override, dict) else {}
     var = "FREQTRADE_OPT_" + NAME.upper()
     percentage = env.get(var + "_PERCENTAGE", override.get("percentage"))
-    if percentage is not None and str(percentage).strip() in ("0", "00", "000"):
+    if percentage is not None and str(percentage).strip().lstrip("+").isdigit() \
+            and int(str(percentage).strip()) == 0:
         return False, f"rollout 0% ({var}_PERCENTAGE)"
     raw = env.get(var, override.get("enabled"))
     if raw is not None:

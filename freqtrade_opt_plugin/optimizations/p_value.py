@@ -12,13 +12,14 @@ hands the Series over as an array; ``ttest_1samp``, ``_var``, ``_moment``, ``_de
     t = d / np.sqrt(v / n)      (divide / invalid ignored)
     p = 2 * special.stdtr(float64(n - 1), -abs(t))
 
-which is reproduced here call for call. Everything before (``len < 2``, the pandas ``std() == 0``
-check) is Freqtrade's own code, repeated as is. Delegated to ``wrapped`` (Freqtrade's original):
-returns that are not a float64 Series (float32 is computed in float32 by scipy), NaN or
-infinite values (scipy's NaN propagation), samples where scipy warns of catastrophic
-cancellation (``_demean``) and any numpy over/underflow warning scipy would emit
-(the computation runs with ``np.errstate(over/invalid/divide="raise")``), so that those warnings
-come from the original. Guard: a scipy other than `lazy_imports.VERIFIED_SCIPY` is not patched.
+which is reproduced here call for call, before Freqtrade's own ``std() == 0`` check (repeated as
+is, after it, so that a delegated call does not emit that check's warnings twice).
+Delegated to ``wrapped`` (Freqtrade's original): returns that are not a float64 Series (scipy
+computes float32 in float32), NaN or infinite values (scipy's NaN propagation), samples where
+scipy warns of catastrophic cancellation (``_demean``) and any numpy over/underflow warning
+scipy would emit (the computation runs with ``np.errstate(over/invalid/divide="raise")``), so
+those warnings come from the original, once. Guard: a scipy other than
+`lazy_imports.VERIFIED_SCIPY` is not patched (the factory raises, status shows why).
 """
 
 from __future__ import annotations
@@ -83,13 +84,17 @@ def factory(wrapped: PValue) -> PValue:
         returns = trades["profit_abs"] / starting_balance
         if not isinstance(returns, pd.Series) or returns.dtype != _FLOAT64:
             return wrapped(trades, starting_balance)
-        if returns.std() == 0:
-            return 1.0
         values = returns.to_numpy()
         if values.ndim != 1 or not np.isfinite(values).all():
             return wrapped(trades, starting_balance)
+        # The t-test first (silently): where scipy would warn, the original runs alone, so each
+        # warning (of pandas' std too) is emitted once, as without this optimization.
         p_value = ttest_pvalue(values)
-        return wrapped(trades, starting_balance) if p_value is None else p_value
+        if p_value is None:
+            return wrapped(trades, starting_balance)
+        if returns.std() == 0:
+            return 1.0
+        return p_value
 
     calculate_p_value.__wrapped__ = wrapped  # type: ignore[attr-defined]
     calculate_p_value.__doc__ = wrapped.__doc__
