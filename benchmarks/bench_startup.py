@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,29 @@ VARIANTS = {  # name -> environment overrides (level standard: everything else t
     "p_value off": {"FREQTRADE_OPT_LEVEL": "standard", "FREQTRADE_OPT_P_VALUE": "false"},
     "p_value on": {"FREQTRADE_OPT_LEVEL": "standard", "FREQTRADE_OPT_P_VALUE": "true"},
 }
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _summary(times: dict[str, list[float]], cpu: dict[str, list[float]], unit: float,
+             label: str) -> None:
+    """Medians per variant, then the p_value off - on difference: of the medians, and the
+    median of the per-round differences (variants alternate, so a round shares the load)."""
+    for name, values in times.items():
+        shown = " ".join(f"{value * unit:.0f}" if unit > 1 else f"{value:.2f}" for value in values)
+        print(f"  {name:12}: median wall {statistics.median(values) * unit:8.2f} {label}, "
+              f"CPU {statistics.median(cpu[name]) * unit:8.2f} {label}  runs: {shown}")
+    off, on = times["p_value off"], times["p_value on"]
+    paired = statistics.median(a - b for a, b in zip(off, on, strict=True))
+    cpu_paired = statistics.median(a - b for a, b in zip(cpu["p_value off"], cpu["p_value on"],
+                                                         strict=True))
+    print(f"  p_value on saves: wall {paired * unit:+.2f} {label} (median of paired "
+          f"differences; medians {statistics.median(off) / statistics.median(on):.3f}x), "
+          f"CPU {cpu_paired * unit:+.2f} {label}")
 
 
 def _env(overrides: dict[str, str]) -> dict[str, str]:
@@ -84,19 +108,16 @@ def _importtime(env: dict[str, str]) -> tuple[dict[str, float], str]:
 
 def imports(runs: int) -> None:
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     envs = {name: _env(overrides) for name, overrides in VARIANTS.items()}
     for _ in range(runs):
         for name, env in envs.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), _children_cpu()
             subprocess.run([sys.executable, "-c", IMPORT], env=env, check=True)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(_children_cpu() - start_cpu)
     print(f"python -c '{IMPORT}', {runs} fresh processes each, alternating")
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    for name, median in medians.items():
-        runs_shown = " ".join(f"{value * 1000:.0f}" for value in times[name])
-        print(f"  {name:12}: median {median * 1000:7.0f} ms  runs: {runs_shown}")
-    off, on = medians["p_value off"], medians["p_value on"]
-    print(f"  saved       : {(off - on) * 1000:7.0f} ms per process ({off / on:.2f}x)")
+    _summary(times, cpu, 1000, "ms")
     print("-X importtime (one process each, cumulative ms):")
     for name, env in envs.items():
         cumulative, state = _importtime(env)
@@ -116,6 +137,7 @@ def backtests(runs: int, pairs: int, days: int, with_stock: bool = True) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workspace = create_workspace(Path(tmp) / "ws", default_pairs(pairs), days=days, seed=42)
         times: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         reference_run = None
         different = 0
         for i in range(runs):
@@ -125,7 +147,9 @@ def backtests(runs: int, pairs: int, days: int, with_stock: bool = True) -> int:
                 # do not run and the start-up difference is measured alone.
                 state = Path(tmp) / f"state-{name.replace(' ', '-')}-{i}"
                 env = {**overrides, "FREQTRADE_OPT_STATE_DIR": str(state)}
+                start_cpu = _children_cpu()
                 run = run_backtest(workspace, env, name=f"{name.replace(' ', '-')}{i}")
+                cpu[name].append(_children_cpu() - start_cpu)
                 times[name].append(run.wall_time)
                 if reference_run is None:
                     reference_run = run
@@ -134,14 +158,12 @@ def backtests(runs: int, pairs: int, days: int, with_stock: bool = True) -> int:
                     print(f"  DIFFERENT: {name} run {i}: {compare_backtests(reference_run, run)}")
     print(f"freqtrade backtesting, {pairs} pairs x {days} days, {runs} fresh processes each, "
           f"alternating")
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    reference = medians.get("stock")
-    for name, median in medians.items():
-        runs_shown = " ".join(f"{value:.2f}" for value in times[name])
-        versus = f"  ({reference / median:.2f}x stock)" if reference else ""
-        print(f"  {name:12}: median {median:6.2f} s{versus}  runs: {runs_shown}")
-    off, on = medians["p_value off"], medians["p_value on"]
-    print(f"  p_value saves {off - on:+.2f} s per process ({off / on:.3f}x)")
+    _summary(times, cpu, 1, "s")
+    if "stock" in times:
+        stock = statistics.median(times["stock"])
+        print("  vs stock (wall medians): " + ", ".join(
+            f"{name} {stock / statistics.median(values):.2f}x" for name, values in times.items()
+            if name != "stock"))
     first = next(iter(variants))
     print(f"  results identical to {first}: {'yes' if not different else f'NO ({different})'}")
     return 1 if different else 0
