@@ -5,8 +5,9 @@ report (`calculate_p_value`, which the ``p_value`` optimization computes without
 When that optimization is on, `install` (called by the start-up hook before the first Freqtrade
 module is imported) puts a meta-path finder in front of the others: an import of ``scipy.stats``
 then creates the real module object and defers running its code until an attribute of it is
-first read or written (or ``dir()`` is called on it), exactly like `importlib.util.LazyLoader`
-but letting the import system's own reads (``__spec__``, ``__path__``, ``__name__``, ...) pass.
+first read or deleted (or ``dir()`` is called on it), like `importlib.util.LazyLoader` (what is
+set before is set again after it ran), but letting the import system's own reads
+(``__spec__``, ``__path__``, ``__name__``, ...) pass.
 The module object stays the same one, so ``from scipy import stats``, ``import scipy.stats``,
 ``from scipy.stats import norm`` and ``scipy.stats.x`` all give the real module; importing one of
 its submodules (``scipy.stats.distributions``) loads it first, as an eager import would.
@@ -51,6 +52,7 @@ _PASSTHROUGH = frozenset({
 class _Pending:
     module: types.ModuleType
     loader: object  # the real loader
+    initial: dict  # the module's attributes when deferred
     loading: bool = False
 
 
@@ -124,10 +126,6 @@ class _LazyModule(types.ModuleType):
             load(self)
         return types.ModuleType.__getattribute__(self, name)
 
-    def __setattr__(self, name: str, value) -> None:
-        load(self)
-        types.ModuleType.__setattr__(self, name, value)
-
     def __delattr__(self, name: str) -> None:
         load(self)
         types.ModuleType.__delattr__(self, name)
@@ -137,19 +135,28 @@ class _LazyModule(types.ModuleType):
         return types.ModuleType.__dir__(self)
 
 
-def load(module: types.ModuleType) -> None:
+def load(module: types.ModuleType, wait: bool = True) -> None:
     """Run a deferred module's code now (no-op for any other module, or when re-entered by the
-    thread running it; other threads wait until it has run)."""
+    thread running it). Other threads wait until it has run, unless `wait` is false (then they
+    go on without it)."""
     if type(module) is not _LazyModule:
         return
     name = types.ModuleType.__getattribute__(module, "__name__")
-    with _lock:
+    if not _lock.acquire(blocking=wait):
+        return
+    try:
         entry = _pending.get(name)
         if entry is None or entry.module is not module or entry.loading:
             return
         entry.loading = True
+        namespace = types.ModuleType.__getattribute__(module, "__dict__")
+        # Set before it ran (e.g. a submodule by the import system): set again afterwards, as
+        # after an eager import (importlib.util.LazyLoader does the same).
+        updated = {key: value for key, value in namespace.items()
+                   if key not in entry.initial or entry.initial[key] is not value}
         try:
             entry.loader.exec_module(module)  # type: ignore[attr-defined]
+            namespace.update(updated)
         except BaseException:
             if sys.modules.get(name) is module:  # as a failed eager import: not importable
                 del sys.modules[name]
@@ -157,6 +164,8 @@ def load(module: types.ModuleType) -> None:
         finally:
             del _pending[name]
             object.__setattr__(module, "__class__", types.ModuleType)
+    finally:
+        _lock.release()
 
 
 def is_deferred(name: str) -> bool:
@@ -177,7 +186,7 @@ class _Deferred:
         module.__spec__.loader = self.loader  # as after an eager import
         module.__loader__ = self.loader
         with _lock:
-            _pending[module.__name__] = _Pending(module, self.loader)
+            _pending[module.__name__] = _Pending(module, self.loader, dict(module.__dict__))
         module.__class__ = _LazyModule
 
 
@@ -234,7 +243,9 @@ class _LazyFinder:
         of it would have; hand over the submodule if that imported it."""
         if type(parent) is not _LazyModule:
             return None
-        load(parent)
+        # Not waiting for another thread loading it: this thread holds the global import lock
+        # here, which that thread's imports need.
+        load(parent, wait=False)
         module = sys.modules.get(fullname)
         if module is None or getattr(module, "__spec__", None) is None:
             return None

@@ -50,16 +50,20 @@ import scipy.special  # what the p-value computation uses does not load it
 out["deferred_after_special"] = lazy_imports.is_deferred("scipy.stats")
 out["spec_name"] = sys.modules["scipy.stats"].__spec__.name  # import-system reads pass
 out["deferred_after_spec"] = lazy_imports.is_deferred("scipy.stats")
+sys.modules["scipy.stats"].marker_set_before = 42  # setting does not load; kept after loading
+out["deferred_after_set"] = lazy_imports.is_deferred("scipy.stats")
 p = metrics.stats.ttest_1samp([1.0, 2.0, 4.0], popmean=0).pvalue
 out["loaded_by_use"] = not lazy_imports.is_deferred("scipy.stats")
 out["plain_module"] = type(sys.modules["scipy.stats"]) is types.ModuleType
 out["real_loader"] = type(sys.modules["scipy.stats"].__loader__).__name__
 out["p"] = float(p)
+out["marker"] = metrics.stats.marker_set_before
 print(json.dumps(out))
 """, FREQTRADE_OPT_LEVEL="standard")
     assert out["deferred_after_import"] and out["same_object"]
     assert out["decision"].startswith("deferred until first use (level standard >= tier")
     assert out["deferred_after_special"] and out["deferred_after_spec"]
+    assert out["deferred_after_set"] and out["marker"] == 42
     assert out["spec_name"] == "scipy.stats"
     assert out["loaded_by_use"] and out["plain_module"]
     assert out["real_loader"] == "SourceFileLoader"
@@ -164,3 +168,31 @@ def test_decision_from_the_section_handed_down(monkeypatch):
     monkeypatch.setenv("_FREQTRADE_OPT_CONFIG", json.dumps(
         {"level": "standard", "optimizations": {"p_value": {"enabled": False}}}))
     assert lazy_imports.enabled_by_environment()[0] is False
+
+
+def test_threads_using_it_at_once_all_get_the_loaded_module():
+    out = run_python(LIGHT + """
+import faulthandler, threading
+faulthandler.dump_traceback_later(90, exit=True)  # a deadlock fails the test with the stacks
+results, errors = [], []
+barrier = threading.Barrier(4)
+def use(kind):
+    try:
+        barrier.wait()
+        if kind == "attribute":
+            results.append(float(metrics.stats.norm.cdf(0.0)))
+        else:
+            import scipy.stats.qmc as qmc  # a submodule import racing the attribute loads
+            results.append(float(qmc.Sobol(d=1, seed=1).random(1)[0, 0]) * 0 + 0.5)
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=use, args=(k,)) for k in
+           ("attribute", "attribute", "submodule", "attribute")]
+for t in threads: t.start()
+for t in threads: t.join(120)
+out.update(results=results, errors=errors, alive=any(t.is_alive() for t in threads),
+           loaded=not lazy_imports.is_deferred("scipy.stats"))
+print(json.dumps(out))
+""", FREQTRADE_OPT_LEVEL="standard")
+    assert out["deferred_after_import"] and out["loaded"] and not out["alive"], out
+    assert out["errors"] == [] and out["results"] == [0.5] * 4, out
