@@ -19,6 +19,7 @@ TRIGGERS = frozenset(
 )
 _OFF = ("0", "false", "no", "off")
 
+_started = False  # the start-up optimizations ran (before the first Freqtrade module)
 _activated = False  # set once the plugin is active: from then on every freqtrade import is seen
 _depth = 0  # Freqtrade modules being executed right now (nested imports)
 _finished: list = []  # modules finished within the current outermost Freqtrade import
@@ -26,6 +27,22 @@ _finished: list = []  # modules finished within the current outermost Freqtrade 
 
 def autoload_enabled() -> bool:
     return os.environ.get("FREQTRADE_OPT_AUTOLOAD", "1").strip().lower() not in _OFF
+
+
+def _before_freqtrade() -> None:
+    """Once, before the first Freqtrade module is found: start-up optimizations that must act
+    before Freqtrade's imports run (`lazy_imports`: scipy.stats loaded on first use)."""
+    global _started
+    _started = True
+    try:
+        from freqtrade_opt_plugin import lazy_imports
+
+        lazy_imports.install()
+    except Exception:  # never break Freqtrade's import
+        import logging
+
+        logging.getLogger(__name__).warning("freqtrade-opt: start-up optimizations failed",
+                                            exc_info=True)
 
 
 def _after_imports(modules: list) -> None:
@@ -68,6 +85,8 @@ class _FreqtradeImportWatcher:
     def find_spec(self, fullname, path=None, target=None):
         if not fullname.startswith("freqtrade.") or fullname in self._busy:
             return None
+        if not _started:
+            _before_freqtrade()
         self._busy.add(fullname)
         try:
             for finder in sys.meta_path:
