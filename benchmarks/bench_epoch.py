@@ -1,0 +1,253 @@
+"""Benchmark: one hyperopt epoch (``HyperOptimizer.generate_optimizer``), stock versus standard.
+
+    python benchmarks/bench_epoch.py             # 10 pairs x 90 days, 5 rounds
+    python benchmarks/bench_epoch.py --quick     # 3 pairs x 10 days
+    python benchmarks/bench_epoch.py --profile   # also a cProfile of the standard epochs
+
+Offline: a real ``Hyperopt`` (SampleStrategy, spaces buy sell, SharpeHyperOptLoss) built in this
+process as ``freqtrade hyperopt`` builds it, ``prepare_hyperopt`` run once (the data file is
+written). Then, per round, the same fixed parameter sets (asked from a seeded optuna study) are
+evaluated alternating stock (every optimization off: level disabled) and standard; every result
+dict must be identical (minus the clock fields) before anything is printed. Printed: the epoch
+median per path and its ratio, and a per-phase breakdown (data load, backtest, strategy stats,
+loss, rest) measured by timing wrappers around the calls ``generate_optimizer`` makes.
+
+It also measures the main process's share of a ``-j 2`` run: Freqtrade calls ``gc.collect()``
+after each batch of epochs while the workers wait; its cost grows with the objects the main
+process tracks (the optuna study, the epochs' results, the loaded data, Freqtrade's modules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# The Routers must be installed when Freqtrade is imported; the level is switched per call below.
+os.environ.setdefault("FREQTRADE_OPT_LEVEL", "standard")
+
+#: Keys (any depth) that record when an epoch ran, not what it produced.
+CLOCK_FIELDS = frozenset({"backtest_start_time", "backtest_end_time", "backtest_run_start_ts",
+                          "backtest_run_end_ts", "run_id"})
+
+
+def build_hyperopt(pairs: int, days: float, jobs: int = 1) -> Any:
+    """A real, prepared ``Hyperopt`` for a fresh offline workspace (data file written)."""
+    from freqtrade.commands.optimize_commands import setup_optimize_configuration
+    from freqtrade.enums import RunMode
+    from freqtrade.optimize.hyperopt import Hyperopt
+
+    from freqtrade_opt_plugin.offline.datagen import default_pairs
+    from freqtrade_opt_plugin.offline.markets import install_static_markets
+    from freqtrade_opt_plugin.offline.workspace import create_workspace
+
+    install_static_markets()
+    root = Path(tempfile.mkdtemp(prefix="bench-epoch-"))
+    workspace = create_workspace(root / "ws", default_pairs(pairs), days=days, seed=42)
+    config = setup_optimize_configuration({
+        "config": [str(workspace.config_path)], "user_data_dir": str(workspace.user_data),
+        "strategy": workspace.strategy, "timeframe": workspace.timeframe,
+        "hyperopt_loss": "SharpeHyperOptLoss", "spaces": ["buy", "sell"], "epochs": 10,
+        "hyperopt_jobs": jobs, "hyperopt_random_state": 7, "hyperopt_min_trades": 1,
+        "disableparamexport": True, "print_all": True,
+    }, RunMode.HYPEROPT)
+    hyperopt = Hyperopt(config)
+    hyperopt.hyperopter.prepare_hyperopt()
+    return hyperopt
+
+
+def param_sets(hyperopt: Any, count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`count` parameter dicts asked from a seeded study (the random start phase)."""
+    study = hyperopt.hyperopter.get_optimizer(seed)
+    return [dict(study.ask(hyperopt.hyperopter.o_dimensions).params) for _ in range(count)]
+
+
+def set_level(level: str) -> None:
+    import dataclasses
+
+    from freqtrade_opt_plugin import activation
+    from freqtrade_opt_plugin.registry import OptimizationLevel
+
+    state = activation.current()
+    if state is None:
+        raise SystemExit("the plugin is not active in this process (FREQTRADE_OPT_AUTOLOAD off?)")
+    state.flags.refresh(dataclasses.replace(state.flags.settings,
+                                            level=OptimizationLevel.parse(level)))
+
+
+class Phases:
+    """Timing wrappers around what ``generate_optimizer`` calls (installed once, both paths)."""
+
+    def __init__(self, hyperopter: Any) -> None:
+        from freqtrade.optimize.hyperopt import hyperopt_optimizer as module
+
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._wrap_global(module, "load", "data load")
+        self._wrap_global(module, "generate_strategy_stats", "strategy stats")
+        self._wrap_attr(hyperopter.backtesting, "backtest", "backtest")
+        self._wrap_attr(hyperopter, "calculate_loss", "loss")
+
+    def _timed(self, func: Callable, phase: str) -> Callable:
+        seconds = self.seconds
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                seconds[phase] += time.perf_counter() - start
+        return timed
+
+    def _wrap_global(self, module: Any, name: str, phase: str) -> None:
+        setattr(module, name, self._timed(getattr(module, name), phase))
+
+    def _wrap_attr(self, obj: Any, name: str, phase: str) -> None:
+        setattr(obj, name, self._timed(getattr(obj, name), phase))
+
+    def gc_callback(self, phase: str, info: dict) -> None:
+        """Time the automatic collections during an epoch (they overlap the other phases)."""
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.seconds[f"(gc gen{info['generation']})"] += time.perf_counter() - self._gc_start
+
+    def take(self) -> dict[str, float]:
+        taken = dict(self.seconds)
+        self.seconds.clear()
+        return taken
+
+
+def strip_clock(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip_clock(v) for k, v in value.items() if k not in CLOCK_FIELDS}
+    if isinstance(value, list):
+        return [strip_clock(v) for v in value]
+    return value
+
+
+def gc_cost(hyperopt: Any, params: list[dict[str, Any]], epochs: int, repeats: int = 5) -> dict:
+    """The main process of a ``-j 2`` run after `epochs` evaluated epochs: ``gc.collect()``
+    time and tracked objects (median of `repeats`), as Freqtrade calls it per batch."""
+    hyperopter = hyperopt.hyperopter
+    study = hyperopter.get_optimizer(11)
+    kept = []
+    for i in range(epochs):  # what the main process holds: the study and the epochs' results
+        trial = study.ask(hyperopter.o_dimensions)
+        val = hyperopter.generate_optimizer(params[i % len(params)])
+        study.tell(trial, val["loss"])
+        kept.append(val)
+    gc.collect()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        gc.collect()
+        times.append(time.perf_counter() - start)
+    return {"tracked": len(gc.get_objects()), "collect_s": statistics.median(times),
+            "kept": kept}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--pairs", type=int, default=None)
+    parser.add_argument("--days", type=float, default=None)
+    parser.add_argument("--params", type=int, default=3, help="parameter sets per round")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-gc", action="store_true", help="skip the gc.collect measurement")
+    args = parser.parse_args(argv)
+    pairs = args.pairs or (3 if args.quick else 10)
+    days = args.days or (10 if args.quick else 90)
+    rounds = args.rounds or (3 if args.quick else 5)
+
+    import logging
+
+    from freqtrade_opt_plugin.equality import first_difference
+
+    hyperopt = build_hyperopt(pairs, days)
+    logging.disable(logging.INFO)
+    hyperopter = hyperopt.hyperopter
+    params = param_sets(hyperopt, args.params)
+    phases = Phases(hyperopter)
+    levels = ("disabled", "standard")
+    gc.callbacks.append(phases.gc_callback)
+
+    walls: dict[str, list[float]] = {lv: [] for lv in levels}
+    phase_sums: dict[str, dict[str, list[float]]] = {lv: defaultdict(list) for lv in levels}
+    reference: dict[int, Any] = {}
+    for _ in range(rounds + 1):  # the first round warms up (not timed) and checks the results
+        warm = not reference
+        for level in levels:
+            set_level(level)
+            for i, p in enumerate(params):
+                phases.take()
+                start = time.perf_counter()
+                result = hyperopter.generate_optimizer(dict(p))
+                wall = time.perf_counter() - start
+                taken = phases.take()
+                got = strip_clock(result)
+                if i not in reference:
+                    reference[i] = got
+                elif (diff := first_difference(reference[i], got)) is not None:
+                    raise SystemExit(f"level {level}, params #{i}: result differs: {diff}")
+                if warm:
+                    continue
+                walls[level].append(wall)
+                taken["rest"] = wall - sum(v for k, v in taken.items() if k[0] != "(")
+                for phase, seconds in taken.items():
+                    phase_sums[level][phase].append(seconds)
+    set_level("standard")
+    trades = [reference[i]["results_metrics"]["total_trades"] for i in reference]
+    print(f"{pairs} pairs x {days:g} days, {len(params)} parameter sets ({trades} trades), "
+          f"{rounds} rounds; results identical (minus clock fields)")
+
+    base = statistics.median(walls["disabled"])
+    print(f"{'phase':<16}" + "".join(f"{lv + ' median':>18}" for lv in levels) + f"{'ratio':>8}")
+    names = ["data load", "backtest", "strategy stats", "loss", "rest", "(gc gen0)",
+             "(gc gen1)", "(gc gen2)"]
+    for phase in names:
+        meds = [statistics.median(phase_sums[lv][phase] or [0.0]) if phase[0] != "("
+                else sum(phase_sums[lv][phase]) / len(walls[lv]) for lv in levels]
+        ratio = f"{meds[0] / meds[1]:>7.2f}x" if meds[1] > 0 else f"{'-':>8}"
+        print(f"{phase:<16}" + "".join(f"{m:>17.4f}s" for m in meds) + ratio)
+    opt = statistics.median(walls["standard"])
+    print(f"{'epoch':<16}{base:>17.4f}s{opt:>17.4f}s{base / opt:>7.2f}x")
+
+    print("(gc genN): automatic collections, mean per epoch, already part of the phases above")
+    gc.callbacks.remove(phases.gc_callback)
+    if not args.no_gc:
+        for level in levels:
+            set_level(level)
+            gc.unfreeze()
+            measured = gc_cost(hyperopt, params, epochs=20)
+            print(f"main process gc.collect() after 20 epochs, level {level}: "
+                  f"{measured['collect_s'] * 1000:.1f} ms ({measured['tracked']:,} objects "
+                  f"tracked, {gc.get_freeze_count():,} frozen)")
+        set_level("standard")
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for p in params:
+            hyperopter.generate_optimizer(dict(p))
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
