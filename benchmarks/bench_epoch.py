@@ -44,25 +44,12 @@ CLOCK_FIELDS = frozenset({"backtest_start_time", "backtest_end_time", "backtest_
 
 def build_hyperopt(pairs: int, days: float, jobs: int = 1) -> Any:
     """A real, prepared ``Hyperopt`` for a fresh offline workspace (data file written)."""
-    from freqtrade.commands.optimize_commands import setup_optimize_configuration
-    from freqtrade.enums import RunMode
-    from freqtrade.optimize.hyperopt import Hyperopt
-
     from freqtrade_opt_plugin.offline.datagen import default_pairs
-    from freqtrade_opt_plugin.offline.markets import install_static_markets
-    from freqtrade_opt_plugin.offline.workspace import create_workspace
+    from freqtrade_opt_plugin.offline.workspace import create_workspace, in_process_hyperopt
 
-    install_static_markets()
     root = Path(tempfile.mkdtemp(prefix="bench-epoch-"))
     workspace = create_workspace(root / "ws", default_pairs(pairs), days=days, seed=42)
-    config = setup_optimize_configuration({
-        "config": [str(workspace.config_path)], "user_data_dir": str(workspace.user_data),
-        "strategy": workspace.strategy, "timeframe": workspace.timeframe,
-        "hyperopt_loss": "SharpeHyperOptLoss", "spaces": ["buy", "sell"], "epochs": 10,
-        "hyperopt_jobs": jobs, "hyperopt_random_state": 7, "hyperopt_min_trades": 1,
-        "disableparamexport": True, "print_all": True,
-    }, RunMode.HYPEROPT)
-    hyperopt = Hyperopt(config)
+    hyperopt = in_process_hyperopt(workspace, epochs=10, jobs=jobs, random_state=7)
     hyperopt.hyperopter.prepare_hyperopt()
     return hyperopt
 
