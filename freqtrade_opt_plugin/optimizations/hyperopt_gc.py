@@ -107,7 +107,7 @@ OPTIMIZATION = Optimization(
     name="hyperopt_gc_freeze",
     target=_TARGET,
     factory=factory,
-    tier=OptimizationLevel.AGGRESSIVE,
+    tier=OptimizationLevel.STANDARD,
     # Hyperopt.start of 2026.9: one prepare_hyperopt() through self.hyperopter before the batches,
     # gc.collect() after each batch.
     fingerprints={"2026.9": "e8d950d6d88c2efe"},

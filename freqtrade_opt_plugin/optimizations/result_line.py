@@ -243,7 +243,7 @@ OPTIMIZATION = Optimization(
     name="report_result_line",
     target=_TARGET,
     factory=factory,
-    tier=OptimizationLevel.AGGRESSIVE,
+    tier=OptimizationLevel.STANDARD,
     fingerprints={"2026.9": "bd6506ce63cd76ef"},
     description=(
         "One report line (per pair / tag / total) from the column arrays with pandas' own "
