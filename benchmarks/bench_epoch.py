@@ -123,25 +123,34 @@ def strip_clock(value: Any) -> Any:
     return value
 
 
-def gc_cost(hyperopt: Any, params: list[dict[str, Any]], epochs: int, repeats: int = 5) -> dict:
-    """The main process of a ``-j 2`` run after `epochs` evaluated epochs: ``gc.collect()``
-    time and tracked objects (median of `repeats`), as Freqtrade calls it per batch."""
+def gc_cost(hyperopt: Any, params: list[dict[str, Any]], epochs: int, freeze: bool,
+            repeats: int = 5) -> dict:
+    """The main process of a ``-j 2`` run after `epochs` epochs: the ``gc.collect()`` Freqtrade
+    runs after each batch (median of `repeats`) and the objects it traverses. With `freeze`, the
+    objects alive before the epochs are frozen first, as ``hyperopt_gc_freeze`` does after
+    ``prepare_hyperopt``."""
     hyperopter = hyperopt.hyperopter
-    study = hyperopter.get_optimizer(11)
-    kept = []
-    for i in range(epochs):  # what the main process holds: the study and the epochs' results
-        trial = study.ask(hyperopter.o_dimensions)
-        val = hyperopter.generate_optimizer(params[i % len(params)])
-        study.tell(trial, val["loss"])
-        kept.append(val)
     gc.collect()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    if freeze:
+        gc.freeze()
+    try:
+        study = hyperopter.get_optimizer(11)
+        kept = []
+        for i in range(epochs):  # what the main process accumulates: the study's trials, results
+            trial = study.ask(hyperopter.o_dimensions)
+            val = hyperopter.generate_optimizer(params[i % len(params)])
+            study.tell(trial, val["loss"])
+            kept.append(val)
         gc.collect()
-        times.append(time.perf_counter() - start)
-    return {"tracked": len(gc.get_objects()), "collect_s": statistics.median(times),
-            "kept": kept}
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            gc.collect()
+            times.append(time.perf_counter() - start)
+        return {"traversed": len(gc.get_objects()), "frozen": gc.get_freeze_count(),
+                "collect_s": statistics.median(times)}
+    finally:
+        gc.unfreeze()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-gc", action="store_true", help="skip the gc.collect measurement")
+    parser.add_argument("--gc-epochs", type=int, default=10,
+                        help="epochs evaluated before the gc.collect measurement")
     args = parser.parse_args(argv)
     pairs = args.pairs or (3 if args.quick else 10)
     days = args.days or (10 if args.quick else 90)
@@ -212,16 +223,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'epoch':<16}{base:>17.4f}s{opt:>17.4f}s{base / opt:>7.2f}x")
 
     print("(gc genN): automatic collections, mean per epoch, already part of the phases above")
+    set_level("standard")
+    gc.collect()
+    gc.freeze()  # what freezing a worker's long-lived objects before its epochs would save
+    frozen_walls: list[float] = []
+    for p in params * rounds:
+        phases.take()
+        start = time.perf_counter()
+        hyperopter.generate_optimizer(dict(p))
+        frozen_walls.append(time.perf_counter() - start)
+    taken = phases.take()
+    gc.unfreeze()
+    auto = sum(v for k, v in taken.items() if k.startswith("(gc"))
+    unfrozen = sum(sum(phase_sums["standard"][g]) for g in names if g[0] == "(")
+    print(f"standard, long-lived objects frozen first: epoch median "
+          f"{statistics.median(frozen_walls):.4f}s, automatic gc "
+          f"{auto / len(frozen_walls):.4f}s per epoch (vs "
+          f"{unfrozen / len(walls['standard']):.4f}s unfrozen)")
     gc.callbacks.remove(phases.gc_callback)
     if not args.no_gc:
-        for level in levels:
-            set_level(level)
-            gc.unfreeze()
-            measured = gc_cost(hyperopt, params, epochs=20)
-            print(f"main process gc.collect() after 20 epochs, level {level}: "
-                  f"{measured['collect_s'] * 1000:.1f} ms ({measured['tracked']:,} objects "
-                  f"tracked, {gc.get_freeze_count():,} frozen)")
         set_level("standard")
+        measured = {freeze: gc_cost(hyperopt, params, epochs=args.gc_epochs, freeze=freeze)
+                    for freeze in (False, True)}
+        for freeze, m in measured.items():
+            print(f"main process gc.collect() per batch after {args.gc_epochs} epochs, "
+                  f"{'frozen after prepare' if freeze else 'stock':<21}: "
+                  f"{m['collect_s'] * 1000:7.1f} ms ({m['traversed']:,} objects traversed, "
+                  f"{m['frozen']:,} frozen)")
+        ratio = measured[False]["collect_s"] / measured[True]["collect_s"]
+        print(f"gc.collect() per batch: {ratio:.1f}x less with hyperopt_gc_freeze")
 
     if args.profile:
         import cProfile
