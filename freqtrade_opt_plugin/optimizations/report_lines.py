@@ -28,7 +28,12 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, fingerprint
+from freqtrade_opt_plugin.registry import (
+    Optimization,
+    OptimizationLevel,
+    VerifyCase,
+    fingerprint,
+)
 
 
 _REPORTS = "freqtrade.optimize.optimize_reports.optimize_reports"
@@ -146,6 +151,53 @@ def tag_factory(wrapped: Callable[..., list[dict]]) -> Callable[..., list[dict]]
     return generate_tag_metrics
 
 
+TAG_TYPES: tuple[Any, ...] = ("enter_tag", "exit_reason", ["enter_tag", "exit_reason"])
+
+
+def verify_inputs(inputs: Any) -> tuple[Any, Any, float] | str:
+    """(min_date, max_date, starting balance) of the user's trades for ``verify``, or why not."""
+    if (problem := inputs.trades_problem()) is not None:
+        return problem
+    trades = inputs.trades
+    try:
+        min_date = trades["open_date"].min().to_pydatetime()
+        max_date = trades["close_date"].max().to_pydatetime()
+    except Exception as exc:  # no / non-datetime date columns
+        return f"trades without usable open/close dates: {exc}"
+    return min_date, max_date, float(inputs.starting_balance or 1000.0)
+
+
+def verify_pair_lines(subject: Any, inputs: Any) -> Any:
+    """``freqtrade-opt verify``: the per-pair table of all trades, and of the left-open ones."""
+    found = verify_inputs(inputs)
+    if isinstance(found, str):
+        yield subject.skip(found)
+        return
+    min_date, max_date, balance = found
+    trades = inputs.trades
+    stake = inputs.config.get("stake_currency", "")
+    for variant, subset, skip_nan in (("all trades", trades, False),
+                                      ("force_exit, skip_nan", trades.loc[
+                                          trades.get("exit_reason") == "force_exit"]
+                                       if "exit_reason" in trades else trades, True)):
+        compared = subject.compare(list(inputs.pairs), stake, balance, subset, min_date,
+                                   max_date, skip_nan, label="trades after the call")
+        yield subject.check("all pairs", variant, compared.status)
+
+
+def verify_tag_lines(subject: Any, inputs: Any) -> Any:
+    """``freqtrade-opt verify``: the enter-tag, exit-reason and combined tables of all trades."""
+    found = verify_inputs(inputs)
+    if isinstance(found, str):
+        yield subject.skip(found)
+        return
+    min_date, max_date, balance = found
+    for tag_type in TAG_TYPES:
+        compared = subject.compare(tag_type, balance, inputs.trades, min_date, max_date, False,
+                                   label="trades after the call")
+        yield subject.check("all pairs", str(tag_type), compared.status)
+
+
 OPTIMIZATIONS = (
     Optimization(
         name="report_pair_lines",
@@ -157,6 +209,7 @@ OPTIMIZATIONS = (
                      "restricted to the columns they read (no copies of ~40 columns per filter)"),
         performance_threshold=0.8,
         mutates_arguments=False,
+        verify_case=VerifyCase(verify_pair_lines, planned=lambda inputs: 2),
     ),
     Optimization(
         name="report_tag_lines",
@@ -168,5 +221,6 @@ OPTIMIZATIONS = (
                      "Freqtrade's code on the trades frame restricted to the columns they read"),
         performance_threshold=0.8,
         mutates_arguments=False,
+        verify_case=VerifyCase(verify_tag_lines, planned=lambda inputs: len(TAG_TYPES)),
     ),
 )

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, VerifyCase
 
 
 _REPORTS = "freqtrade.optimize.optimize_reports.optimize_reports"
@@ -239,6 +239,21 @@ def _line(reports: Any, metrics: Any, columns: tuple[np.ndarray, np.ndarray, np.
     }
 
 
+def verify_result_line(subject: Any, inputs: Any) -> Any:
+    """``freqtrade-opt verify``: the line of all trades and of each pair's trades."""
+    from freqtrade_opt_plugin.optimizations.report_lines import verify_inputs
+
+    found = verify_inputs(inputs)
+    if isinstance(found, str):
+        yield subject.skip(found)
+        return
+    min_date, max_date, balance = found
+    for pair, trades in inputs.trade_scopes():
+        compared = subject.compare(trades, min_date, max_date, balance, pair,
+                                   label="trades after the call")
+        yield subject.check(pair, "line", compared.status)
+
+
 OPTIMIZATION = Optimization(
     name="report_result_line",
     target=_TARGET,
@@ -252,4 +267,5 @@ OPTIMIZATION = Optimization(
     default_percentage=100,
     performance_threshold=0.8,
     mutates_arguments=False,
+    verify_case=VerifyCase(verify_result_line, planned=lambda inputs: 1 + len(inputs.pairs)),
 )
