@@ -60,7 +60,14 @@ def param_sets(hyperopt: Any, count: int, seed: int = 7) -> list[dict[str, Any]]
     return [dict(study.ask(hyperopt.hyperopter.o_dimensions).params) for _ in range(count)]
 
 
-def set_level(level: str) -> None:
+#: The optimizations of the epoch's result statistics (off in the "standard, lines off" path).
+REPORT_LINES = ("report_result_line", "report_pair_lines", "report_tag_lines")
+PATHS = {"disabled": ("disabled", ()), "standard": ("standard", ()),
+         "std, lines off": ("standard", REPORT_LINES)}
+
+
+def set_level(level: str, off: tuple[str, ...] = ()) -> None:
+    """Switch this process's flags to `level`, with the optimizations named in `off` off."""
     import dataclasses
 
     from freqtrade_opt_plugin import activation
@@ -69,8 +76,9 @@ def set_level(level: str) -> None:
     state = activation.current()
     if state is None:
         raise SystemExit("the plugin is not active in this process (FREQTRADE_OPT_AUTOLOAD off?)")
-    state.flags.refresh(dataclasses.replace(state.flags.settings,
-                                            level=OptimizationLevel.parse(level)))
+    state.flags.refresh(dataclasses.replace(
+        state.flags.settings, level=OptimizationLevel.parse(level),
+        enabled=dict.fromkeys(off, False)))
 
 
 class Phases:
@@ -162,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-gc", action="store_true", help="skip the gc.collect measurement")
+    parser.add_argument("--lines-off", action="store_true",
+                        help="also time standard with the report-line optimizations off")
     parser.add_argument("--gc-epochs", type=int, default=10,
                         help="epochs evaluated before the gc.collect measurement")
     args = parser.parse_args(argv)
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     hyperopter = hyperopt.hyperopter
     params = param_sets(hyperopt, args.params)
     phases = Phases(hyperopter)
-    levels = ("disabled", "standard")
+    levels = tuple(PATHS) if args.lines_off else ("disabled", "standard")
     gc.callbacks.append(phases.gc_callback)
 
     walls: dict[str, list[float]] = {lv: [] for lv in levels}
@@ -187,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(rounds + 1):  # the first round warms up (not timed) and checks the results
         warm = not reference
         for level in levels:
-            set_level(level)
+            set_level(*PATHS[level])
             for i, p in enumerate(params):
                 phases.take()
                 start = time.perf_counter()
@@ -211,16 +221,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{rounds} rounds; results identical (minus clock fields)")
 
     base = statistics.median(walls["disabled"])
-    print(f"{'phase':<16}" + "".join(f"{lv + ' median':>18}" for lv in levels) + f"{'ratio':>8}")
+    print(f"{'phase':<16}" + "".join(f"{lv:>18}" for lv in levels) + f"{'ratio':>8}")
     names = ["data load", "backtest", "strategy stats", "loss", "rest", "(gc gen0)",
              "(gc gen1)", "(gc gen2)"]
     for phase in names:
         meds = [statistics.median(phase_sums[lv][phase] or [0.0]) if phase[0] != "("
                 else sum(phase_sums[lv][phase]) / len(walls[lv]) for lv in levels]
-        ratio = f"{meds[0] / meds[1]:>7.2f}x" if meds[1] > 0 else f"{'-':>8}"
+        ratio = f"{meds[0] / meds[1]:>7.2f}x" if meds[1] > 0 else f"{'-':>8}"  # stock/standard
         print(f"{phase:<16}" + "".join(f"{m:>17.4f}s" for m in meds) + ratio)
     opt = statistics.median(walls["standard"])
-    print(f"{'epoch':<16}{base:>17.4f}s{opt:>17.4f}s{base / opt:>7.2f}x")
+    meds = [statistics.median(walls[lv]) for lv in levels]
+    print(f"{'epoch':<16}" + "".join(f"{m:>17.4f}s" for m in meds) + f"{base / opt:>7.2f}x")
+    print("ratio: disabled / standard" + (
+        "; 'std, lines off': standard with report_result_line, report_pair_lines and "
+        "report_tag_lines off" if args.lines_off else ""))
 
     print("(gc genN): automatic collections, mean per epoch, already part of the phases above")
     set_level("standard")
