@@ -217,6 +217,34 @@ def in_process_backtesting(workspace: Workspace, strategy: str | None = None) ->
     return backtesting
 
 
+def in_process_hyperopt(
+    workspace: Workspace,
+    *,
+    epochs: int = 4,
+    jobs: int = 1,
+    random_state: int = 42,
+    spaces: Sequence[str] = ("buy", "sell"),
+    loss: str = "SharpeHyperOptLoss",
+) -> Any:
+    """A real ``Hyperopt`` for `workspace` in this process (static markets, no parameter export),
+    configured as ``run_hyperopt``'s command line would configure it; not yet started."""
+    from freqtrade.commands.optimize_commands import setup_optimize_configuration
+    from freqtrade.enums import RunMode
+    from freqtrade.optimize.hyperopt import Hyperopt
+
+    from freqtrade_opt_plugin.offline.markets import install_static_markets
+
+    install_static_markets()
+    config = setup_optimize_configuration({
+        "config": [str(workspace.config_path)], "user_data_dir": str(workspace.user_data),
+        "strategy": workspace.strategy, "timeframe": workspace.timeframe,
+        "hyperopt_loss": loss, "spaces": list(spaces), "epochs": epochs,
+        "hyperopt_jobs": jobs, "hyperopt_random_state": random_state, "hyperopt_min_trades": 1,
+        "disableparamexport": True, "print_all": True,
+    }, RunMode.HYPEROPT)
+    return Hyperopt(config)
+
+
 def offline_command(args: Sequence[str]) -> list[str]:
     """The argv that runs ``freqtrade <args>`` offline with this interpreter."""
     return [sys.executable, "-m", "freqtrade_opt_plugin.offline", *args]

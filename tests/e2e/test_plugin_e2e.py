@@ -82,5 +82,9 @@ def test_hyperopt_workers_run_optimized_paths_with_identical_epochs(
     assert calls[("ohlcv_as_lists", "optimized")] >= 4  # once per epoch, in the workers
     assert calls[("max_drawdown", "optimized")] >= 4    # the loss function, per epoch
     assert calls[("fast_loop", "optimized")] >= 4       # the trade loop, per epoch
+    assert calls[("report_result_line", "optimized")] >= 4 * 5  # report lines, per epoch
+    assert calls[("report_pair_lines", "optimized")] >= 4 * 2
+    assert calls[("report_tag_lines", "optimized")] >= 4 * 3
+    assert calls[("hyperopt_gc_freeze", "optimized")] == 1  # the main process's run
     latest = store.runs()[0]
     assert latest["processes"] >= 2  # the main process and at least one worker reported
