@@ -207,9 +207,7 @@ def _line(reports: Any, metrics: Any, columns: tuple[np.ndarray, np.ndarray, np.
     if n < 2 or std(returns, 1) == 0:
         p_value = 1.0
     else:
-        from scipy import stats
-
-        p_value = float(stats.ttest_1samp(returns, popmean=0)[1])
+        p_value = _p_value(returns)
 
     profit_mean = mean(profit_ratio) if n > 0 else 0.0
     return {
@@ -269,3 +267,18 @@ OPTIMIZATION = Optimization(
     mutates_arguments=False,
     verify_case=VerifyCase(verify_result_line, planned=lambda inputs: 1 + len(inputs.pairs)),
 )
+
+
+def _p_value(returns: np.ndarray) -> float:
+    """scipy's ``ttest_1samp(returns, popmean=0)`` p-value: `p_value.ttest_pvalue` (bit-identical,
+    without loading ``scipy.stats``) for the verified scipy where it applies, else scipy's own."""
+    from freqtrade_opt_plugin import lazy_imports
+    from freqtrade_opt_plugin.optimizations.p_value import ttest_pvalue
+
+    if (returns.dtype == np.float64 and returns.ndim == 1 and np.isfinite(returns).all()
+            and lazy_imports.scipy_problem() is None
+            and (fast := ttest_pvalue(returns)) is not None):
+        return fast
+    from scipy import stats
+
+    return float(stats.ttest_1samp(returns, popmean=0)[1])
