@@ -31,12 +31,15 @@ def autoload_enabled() -> bool:
 
 def _before_freqtrade() -> None:
     """Once, before the first Freqtrade module is found: start-up optimizations that must act
-    before Freqtrade's imports run (`lazy_imports`: scipy.stats loaded on first use)."""
+    before Freqtrade's imports run (`startup_gc`: Freqtrade's collector thresholds;
+    `lazy_imports`: scipy.stats loaded on first use)."""
     global _started
     _started = True
     try:
         from freqtrade_opt_plugin import lazy_imports
+        from freqtrade_opt_plugin.optimizations import startup_gc
 
+        startup_gc.install()
         lazy_imports.install()
     except Exception:  # never break Freqtrade's import
         import logging

@@ -77,15 +77,17 @@ def _config_section() -> dict:
     return section if isinstance(section, dict) else {}
 
 
-def enabled_by_environment(environ: os._Environ | dict | None = None) -> tuple[bool, str]:
-    """Whether ``p_value`` is on as far as the environment tells, and why (see module doc).
+def enabled_by_environment(environ: os._Environ | dict | None = None, name: str = NAME,
+                           tier: OptimizationLevel = TIER) -> tuple[bool, str]:
+    """Whether optimization `name` (of `tier`; default ``p_value``) is on as far as the
+    environment tells, and why (see module doc).
 
     Invalid values count as off (the settings loader reports them later)."""
     env = os.environ if environ is None else environ
     section = _config_section() if environ is None else {}
-    override = (section.get("optimizations") or {}).get(NAME)
+    override = (section.get("optimizations") or {}).get(name)
     override = override if isinstance(override, dict) else {}
-    var = "FREQTRADE_OPT_" + NAME.upper()
+    var = "FREQTRADE_OPT_" + name.upper()
     percentage = env.get(var + "_PERCENTAGE", override.get("percentage"))
     if percentage is not None and str(percentage).strip().lstrip("+").isdigit() \
             and int(str(percentage).strip()) == 0:
@@ -101,8 +103,8 @@ def enabled_by_environment(environ: os._Environ | dict | None = None) -> tuple[b
         level = OptimizationLevel.parse(raw_level)
     except ValueError:
         return False, f"FREQTRADE_OPT_LEVEL={raw_level!r} is not a level"
-    relation = ">=" if level >= TIER else "<"
-    return level >= TIER, f"level {level.name.lower()} {relation} tier {TIER.name.lower()}"
+    relation = ">=" if level >= tier else "<"
+    return level >= tier, f"level {level.name.lower()} {relation} tier {tier.name.lower()}"
 
 
 def scipy_problem() -> str | None:

@@ -1,0 +1,138 @@
+"""Start-up: Freqtrade's own garbage-collector thresholds from the first Freqtrade import on.
+
+``freqtrade.main`` calls ``gc_set_threshold()`` (``gc.set_threshold(50_000, 500, 1000)``: "reduce
+number of GC runs to improve performance") once the command line is parsed, after most of its
+imports ran with the interpreter's defaults (700, 10, 10). With those, the collector runs a few
+thousand times while Freqtrade, pandas, ccxt, SQLAlchemy and optuna are imported, traversing the
+growing set of module objects again and again: about 0.3 s of a ``freqtrade backtesting``
+process on a 2-core machine (`benchmarks/bench_startup.py`).
+
+When this optimization is on in the environment (``FREQTRADE_OPT_STARTUP_GC`` /
+``FREQTRADE_OPT_LEVEL``, as `lazy_imports` decides: the config file is read after the imports),
+`install` (called by the start-up hook before the first Freqtrade module is imported) sets
+Freqtrade's thresholds right away, in a Freqtrade command-line process only (the ``freqtrade``
+script, ``python -m freqtrade`` or this plugin's offline runner: processes in which Freqtrade sets
+them itself moments later), only on CPython, only while the thresholds are the interpreter's
+defaults (thresholds tuned by the user are left alone) and only if Freqtrade's
+``gc_set_threshold`` is the verified one (read from its source file, not imported). Collections
+still happen, later: results cannot change.
+
+The registered target is ``gc_set_threshold`` itself, run unchanged (it sets the same values
+again); registering it gives the switch, the version guard and the line in ``status``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from freqtrade_opt_plugin.registry import (
+    Optimization,
+    OptimizationLevel,
+    find_definition,
+    fingerprint_source,
+)
+
+
+NAME = "startup_gc"
+TIER = OptimizationLevel.STANDARD
+_TARGET = "freqtrade.system.gc_setup:gc_set_threshold"
+_FINGERPRINTS = {"2026.9": "3710f8fcf0dbdfcc"}
+FREQTRADE_THRESHOLDS = (50_000, 500, 1000)  # what gc_set_threshold sets (fingerprinted)
+_DEFAULT_THRESHOLDS = (700, 10, 10)  # CPython's
+#: ``python -m <module>`` runs that are Freqtrade command lines.
+_COMMAND_MODULES = frozenset({"freqtrade", "freqtrade.__main__", "freqtrade_opt_plugin.offline"})
+
+decision = "not decided (no Freqtrade module imported yet)"
+
+
+def _command_line(orig_argv: list[str]) -> bool:
+    """Whether the interpreter was started as a Freqtrade command line."""
+    args = iter(orig_argv[1:])
+    for arg in args:
+        if arg in ("-X", "-W"):  # interpreter options with a separate value
+            next(args, None)
+        elif arg == "-m":
+            return next(args, None) in _COMMAND_MODULES
+        elif arg == "-c" or arg == "-" or not arg.startswith("-"):
+            return Path(arg).name in ("freqtrade", "freqtrade.exe")
+    return False
+
+
+def _source_verified() -> str | None:
+    """None if Freqtrade's ``gc_set_threshold`` (found on ``sys.path``, not imported) is the
+    verified one, else why not."""
+    for entry in sys.path:
+        path = Path(entry or ".") / "freqtrade" / "system" / "gc_setup.py"
+        if path.is_file():
+            try:
+                source = find_definition(path.read_text(encoding="utf-8"), "gc_set_threshold")
+            except (OSError, SyntaxError, UnicodeDecodeError) as exc:
+                return f"{path} unreadable ({exc})"
+            if source is not None and fingerprint_source(source) in _FINGERPRINTS.values():
+                return None
+            return f"{path}: gc_set_threshold is not the verified one"
+    return "freqtrade/system/gc_setup.py not found"
+
+
+def install(environ: os._Environ | dict | None = None,
+            orig_argv: list[str] | None = None) -> bool:
+    """Set Freqtrade's thresholds now if the optimization is on and the process qualifies (see
+    the module doc). Returns whether they were set; the reason is kept in `decision`."""
+    global decision
+    from freqtrade_opt_plugin.lazy_imports import enabled_by_environment
+
+    on, why = enabled_by_environment(environ, NAME, TIER)
+    argv = list(sys.orig_argv if orig_argv is None else orig_argv)
+    if on and platform.python_implementation() != "CPython":
+        on, why = False, f"{platform.python_implementation()} (Freqtrade tunes CPython only)"
+    if on and not _command_line(argv):
+        on, why = False, "not a freqtrade command line"
+    if on and (current := gc.get_threshold()) != _DEFAULT_THRESHOLDS:
+        on, why = False, f"thresholds already tuned to {current}"
+    if on and (problem := _source_verified()) is not None:
+        on, why = False, problem
+    if not on:
+        decision = f"interpreter thresholds kept: {why}"
+        return False
+    gc.set_threshold(*FREQTRADE_THRESHOLDS)
+    decision = f"Freqtrade's thresholds {FREQTRADE_THRESHOLDS} set at start-up ({why})"
+    return True
+
+
+def factory(wrapped: Callable[[], Any]) -> Callable[[], Any]:
+    """Freqtrade's ``gc_set_threshold`` unchanged (the start-up part is `install`)."""
+
+    def gc_set_threshold() -> Any:
+        return wrapped()
+
+    gc_set_threshold.__wrapped__ = wrapped  # type: ignore[attr-defined]
+    gc_set_threshold.__doc__ = wrapped.__doc__
+    return gc_set_threshold
+
+
+def describe() -> dict[str, str]:
+    """For ``freqtrade-opt status``: what the start-up hook decided in this process."""
+    return {"start-up": decision, "thresholds now": str(gc.get_threshold())}
+
+
+OPTIMIZATION = Optimization(
+    name=NAME,
+    target=_TARGET,
+    factory=factory,
+    tier=TIER,
+    fingerprints=_FINGERPRINTS,
+    description=(
+        "Sets Freqtrade's own garbage-collector thresholds at the first Freqtrade import instead "
+        "of after the command line is parsed: fewer collections while the modules are imported"
+    ),
+    default_percentage=100,
+    performance_threshold=2.0,  # one call per process, timing noise only
+    mutates_arguments=False,
+    shadow=False,
+)
