@@ -127,6 +127,21 @@ def _scanner(backtesting: Any) -> tuple[Any, str]:
     return scanner, reason
 
 
+def _mode_problem(backtesting: Any, modes: Any) -> str | None:
+    """Why the run's trading / margin mode is not covered, or None (spot; isolated futures)."""
+    mode = backtesting.trading_mode
+    if mode == modes.SPOT:
+        return None
+    if mode == modes.FUTURES:
+        margin = backtesting.margin_mode  # what backtest_loop reads (a str enum or a str)
+        if margin == "isolated":
+            return None
+        return (f"futures with margin mode {getattr(margin, 'value', margin)!r} (only isolated "
+                "margin is covered by the differential suite)")
+    return (f"trading mode {getattr(mode, 'value', mode)} (not yet covered by the differential "
+            "suite)")
+
+
 def decide(backtesting: Any) -> Plan:
     """The plan for the next ``backtest()`` call of `backtesting`."""
     if bad := guard.mismatches():
@@ -139,9 +154,8 @@ def decide(backtesting: Any) -> Plan:
         return Plan(False, problem)
     from freqtrade.enums import TradingMode
 
-    if backtesting.trading_mode != TradingMode.SPOT:
-        return Plan(False, f"trading mode {backtesting.trading_mode.value} (not yet covered by "
-                           "the differential suite)")
+    if problem := _mode_problem(backtesting, TradingMode):
+        return Plan(False, problem)
     if backtesting.dynamic_pairlist:
         return Plan(False, "dynamic pairlist (enable_dynamic_pairlist)")
     if backtesting.timeframe_detail_td:
