@@ -5,11 +5,14 @@ A run is eligible when the driver provably reproduces Freqtrade's loop for it:
 * the installed Freqtrade is the verified release (`guard.mismatches` is empty);
 * ``Backtesting``'s loop methods, the DataProvider's slice setters and ``Wallets.get_total`` are
   Freqtrade's own (no subclass or instance override);
-* spot trading, a static pairlist (no ``enable_dynamic_pairlist``) and no timeframe-detail.
+* spot trading, or futures with isolated margin (long and short, leverage, funding fees and
+  liquidations all happen inside Freqtrade's own ``backtest_loop`` calls; the exit scanner never
+  skips a funding row or a candle reaching the liquidation price);
+* a static pairlist (no ``enable_dynamic_pairlist``) and no timeframe-detail.
 
-Futures and margin (shorts, leverage, funding fees) go through the same ``backtest_loop`` calls,
-but the differential suite cannot build them offline yet (the static markets are spot only):
-until it does, they run Freqtrade's loop.
+Cross-margin futures (every fill moves every open trade's liquidation price) and margin trading
+are not covered by the differential suite (tests/optimizations/fast_loop/
+test_futures_differential.py covers isolated futures): they run Freqtrade's loop.
 
 Strategy callbacks never make a run ineligible: every callback Freqtrade calls inside
 ``backtest_loop`` still runs there, on the same candles, with the same DataProvider state, and a
