@@ -31,7 +31,7 @@ class SampleFutures(SampleStrategy):
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast-loop-futures-e2e")
     workspace = create_workspace(root / "ws", ("BTC/USDT:USDT", "ETH/USDT:USDT", "XRP/USDT:USDT"),
-                                 days=10, seed=23, trading_mode="futures")
+                                 days=7, seed=23, trading_mode="futures")
     (workspace.user_data / "strategies" / "sample_futures.py").write_text(STRATEGY)
     workspace = dataclasses.replace(workspace, strategy="SampleFutures")
     stock = run_backtest(workspace, {"FREQTRADE_OPT_LEVEL": "disabled"}, name="stock")
