@@ -5,14 +5,15 @@ A run is eligible when the driver provably reproduces Freqtrade's loop for it:
 * the installed Freqtrade is the verified release (`guard.mismatches` is empty);
 * ``Backtesting``'s loop methods, the DataProvider's slice setters and ``Wallets.get_total`` are
   Freqtrade's own (no subclass or instance override);
-* spot trading, or futures with isolated margin (long and short, leverage, funding fees and
-  liquidations all happen inside Freqtrade's own ``backtest_loop`` calls; the exit scanner never
-  skips a funding row or a candle reaching the liquidation price);
+* spot trading, or futures with isolated or cross margin (long and short, leverage, funding
+  fees and liquidations all happen inside Freqtrade's own ``backtest_loop`` calls; the exit
+  scanner never skips a funding row or a candle reaching the liquidation price, and is off for
+  cross margin, where every fill moves every open trade's liquidation price);
 * a static pairlist (no ``enable_dynamic_pairlist``) and no timeframe-detail.
 
-Cross-margin futures (every fill moves every open trade's liquidation price) and margin trading
-are not covered by the differential suite (tests/optimizations/fast_loop/
-test_futures_differential.py covers isolated futures): they run Freqtrade's loop.
+Margin trading (interest by the clock) is not covered by the differential suite
+(tests/optimizations/fast_loop/test_futures_differential.py covers futures): it runs
+Freqtrade's loop.
 
 Strategy callbacks never make a run ineligible: every callback Freqtrade calls inside
 ``backtest_loop`` still runs there, on the same candles, with the same DataProvider state, and a
@@ -124,23 +125,25 @@ def _scanner(backtesting: Any) -> tuple[Any, str]:
         return None, f"exit scanner unavailable ({exc})"
     if backtesting._position_stacking:
         return None, "position stacking"
-    if backtesting.config.get("margin_mode") == "cross":
+    margin = (getattr(backtesting, "margin_mode", None), backtesting.config.get("margin_mode"))
+    if "cross" in margin:
         return None, "cross margin (fills update every trade's liquidation price)"
     scanner, reason = ExitScanner.build(backtesting)
     return scanner, reason
 
 
 def _mode_problem(backtesting: Any, modes: Any) -> str | None:
-    """Why the run's trading / margin mode is not covered, or None (spot; isolated futures)."""
+    """Why the run's trading / margin mode is not covered, or None (spot; futures with isolated
+    or cross margin)."""
     mode = backtesting.trading_mode
     if mode == modes.SPOT:
         return None
     if mode == modes.FUTURES:
         margin = backtesting.margin_mode  # what backtest_loop reads (a str enum or a str)
-        if margin == "isolated":
+        if margin in ("isolated", "cross"):
             return None
         return (f"futures with margin mode {getattr(margin, 'value', margin)!r} (only isolated "
-                "margin is covered by the differential suite)")
+                "and cross margin are covered by the differential suite)")
     return (f"trading mode {getattr(mode, 'value', mode)} (not yet covered by the differential "
             "suite)")
 

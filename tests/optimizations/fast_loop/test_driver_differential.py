@@ -296,24 +296,21 @@ def test_exit_scan_is_off_while_its_proof_functions_are_replaced(plain, fast):
         del strategy.should_exit
 
 
-def test_margin_trading_and_cross_margin_futures_are_not_eligible(plain):
-    """Isolated futures are eligible (test_futures_differential.py); margin trading and cross
-    margin futures are not covered by a differential suite and run Freqtrade's loop."""
-    from freqtrade.enums import MarginMode, TradingMode
+def test_margin_trading_is_not_eligible(plain):
+    """Futures are eligible (test_futures_differential.py); margin trading is not covered by a
+    differential suite and runs Freqtrade's loop."""
+    from freqtrade.enums import TradingMode
 
     from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
 
     bt = plain.bt
-    saved = bt.trading_mode, bt.margin_mode
+    saved = bt.trading_mode
     try:
         bt.trading_mode = TradingMode.MARGIN
         plan = eligibility.decide(bt)
         assert not plan.eligible and "trading mode margin" in plan.reason
-        bt.trading_mode, bt.margin_mode = TradingMode.FUTURES, MarginMode.CROSS
-        plan = eligibility.decide(bt)
-        assert not plan.eligible and "margin mode 'cross'" in plan.reason
     finally:
-        bt.trading_mode, bt.margin_mode = saved
+        bt.trading_mode = saved
 
 
 def test_a_changed_freqtrade_function_makes_runs_ineligible(plain, monkeypatch):

@@ -1,6 +1,6 @@
 """The fast trade loop against Freqtrade's own ``Backtesting.backtest`` on futures runs.
 
-Binance USDT-M perpetuals from the offline fixture, isolated margin, leverage tiers from
+Binance USDT-M perpetuals from the offline fixture, isolated and cross margin, leverage tiers from
 Freqtrade's bundled file, generated futures candles with mark candles and 8-hourly funding
 rates. Long and short trades, leverage from a ``leverage()`` callback (1x-20x), funding fees
 over several funding rows, liquidations, position stacking and max_open_trades; each case is
@@ -231,20 +231,60 @@ def test_position_stacking_and_hyperopt_runmode_match(futures, fast, stacking, r
         "entry": 0.05, "short": 0.05, "max_open_trades": -1, "leverage": 10.0})
 
 
-def test_cross_margin_and_margin_mode_are_not_eligible(futures, fast):
-    from freqtrade.enums import MarginMode, TradingMode
+@pytest.fixture(scope="module")
+def cross(futures_workspace):
+    return Bench(futures_workspace, strategy="FastLoopFutures", margin_mode="cross")
+
+
+@pytest.fixture(scope="module")
+def cross_adjusting(futures_workspace):
+    return Bench(futures_workspace, strategy="FastLoopFuturesAdjust", margin_mode="cross")
+
+
+@settings(max_examples=_examples(5), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
+@given(knobs=case, extra=futures_case)
+def test_generated_cross_margin_cases_match_freqtrade(cross, fast, knobs, extra):
+    """Cross margin: every fill recomputes every open trade's liquidation price (from the
+    wallet); the exit scanner is off."""
+    assert cross.bt.margin_mode == "cross"
+    check_futures(cross, fast, {**knobs, **extra})
+
+
+@settings(max_examples=_examples(2), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
+@given(knobs=case, extra=futures_case)
+def test_generated_cross_margin_cases_with_position_adjustment_match_freqtrade(
+        cross_adjusting, fast, knobs, extra):
+    check_futures(cross_adjusting, fast, {**knobs, **extra})
+
+
+def test_cross_margin_runs_without_the_exit_scanner_and_match(cross, fast):
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    knobs = {**FUTURES_BASE, "trailing_stop": False, "use_exit_signal": False, "protections": 0,
+             "leverage": 20.0, "stoploss": -0.99, "roi": {0: 10.0}, "max_open_trades": 3,
+             "entry": 0.03, "short": 0.03}
+    apply_futures(cross, knobs)
+    plan = eligibility.decide(cross.bt)
+    assert plan.eligible and plan.scanner is None and "cross margin" in plan.scanner_reason
+    trades = check_futures(cross, fast, knobs)
+    assert {t["is_short"] for t in trades} == {True, False}
+
+
+def test_margin_trading_is_not_eligible(futures):
+    from freqtrade.enums import TradingMode
 
     from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
 
     bt = futures.bt
-    saved = bt.margin_mode, bt.trading_mode
+    saved = bt.trading_mode
     try:
-        bt.margin_mode = MarginMode.CROSS
-        plan = eligibility.decide(bt)
-        assert not plan.eligible and "margin mode 'cross'" in plan.reason
-        bt.margin_mode, bt.trading_mode = saved[0], TradingMode.MARGIN
+        bt.trading_mode = TradingMode.MARGIN
         plan = eligibility.decide(bt)
         assert not plan.eligible and "trading mode margin" in plan.reason
     finally:
-        bt.margin_mode, bt.trading_mode = saved
+        bt.trading_mode = saved
     assert eligibility.decide(bt).eligible
