@@ -175,6 +175,9 @@ def decide(backtesting: Any) -> Plan:
         observed = (*observed, "bot_loop_start")
     scanner, scanner_reason = _scanner(backtesting)
     mode = str(getattr(backtesting.trading_mode, "value", backtesting.trading_mode))
+    if mode == "futures":
+        margin = backtesting.margin_mode
+        mode = f"futures ({getattr(margin, 'value', margin)} margin)"
     return Plan(True, f"{mode}, static pairlist, no timeframe-detail",
                 bot_loop_start=user_loop_start, observed=observed, scanner=scanner,
                 scanner_reason=scanner_reason)
