@@ -179,6 +179,26 @@ def test_generated_futures_cases_with_user_callbacks_match_freqtrade(
     assert futures_callbacks.bt.strategy.seen
 
 
+liquidating_case = st.fixed_dictionaries({
+    "leverage": st.sampled_from([20.0, 50.0]),  # liquidation 4.6 % / 1.6 % away (tier 1)
+    "can_short": st.booleans(),
+    "short": st.sampled_from([0.003, 0.03]),
+    "stoploss": st.just(-0.99),  # wider than the liquidation distance
+    "roi": st.sampled_from([{0: 10.0}, {0: 0.5, 600: 0.05}]),
+    "entry": st.sampled_from([0.003, 0.03]),
+    "exit": st.sampled_from([0.0, 0.01]),
+})
+
+
+@settings(max_examples=_examples(4), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
+@given(knobs=case, extra=liquidating_case)
+def test_generated_liquidating_cases_match_freqtrade(futures, fast, knobs, extra):
+    """High leverage, a stoploss beyond the liquidation price, long-held trades."""
+    check_futures(futures, fast, {**knobs, **extra})
+
+
 FUTURES_BASE = {**BASE, "leverage": 5.0, "can_short": True, "short": 0.03}
 
 
@@ -259,6 +279,14 @@ def test_generated_cross_margin_cases_match_freqtrade(cross, fast, knobs, extra)
 def test_generated_cross_margin_cases_with_position_adjustment_match_freqtrade(
         cross_adjusting, fast, knobs, extra):
     check_futures(cross_adjusting, fast, {**knobs, **extra})
+
+
+@settings(max_examples=_examples(2), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          phases=_phases())
+@given(knobs=case, extra=liquidating_case)
+def test_generated_liquidating_cross_margin_cases_match_freqtrade(cross, fast, knobs, extra):
+    check_futures(cross, fast, {**knobs, **extra})
 
 
 def test_cross_margin_runs_without_the_exit_scanner_and_match(cross, fast):
