@@ -5,7 +5,11 @@ ranges and spikes), are rounded to each pair's tick size from the markets fixtur
 ``low <= open, close <= high``. Like real exchange data they contain gaps (missing candles: exchange
 outages) and zero-volume candles (flat candles where open == high == low == close). Files are
 written through Freqtrade's data handler (``user_data/data/binance/<PAIR>-5m.feather``).
-The same (pairs, days, seed, end) always gives the same bytes.
+For futures (``trading_mode="futures"``, pairs like ``BTC/USDT:USDT``) the handler writes the
+futures candles, 1h mark candles (the futures candles resampled, as mark and last price track
+each other) and funding rates every 8 hours (binance's cadence) in the 1h funding-rate file
+Freqtrade's backtesting loads (``futures/<PAIR>-5m-futures.feather``, ``-1h-mark``,
+``-1h-funding_rate``). The same (pairs, days, seed, end) always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ DEFAULT_PAIRS: tuple[str, ...] = (
 )
 
 
+#: Hours between binance funding payments.
+FUNDING_INTERVAL_HOURS = 8
+
+
 @dataclass(frozen=True)
 class GeneratedPair:
     pair: str
@@ -116,7 +124,9 @@ def generate_candles(
         if pair not in markets:
             raise ValueError(f"{pair} is not in the markets fixture; pass tick_size")
         tick_size = float(markets[pair]["precision"]["price"])
-    price0 = start_price if start_price is not None else REFERENCE_PRICES.get(pair, 100.0)
+    if start_price is None:
+        start_price = REFERENCE_PRICES.get(pair.split(":")[0], 100.0)  # futures: the spot level
+    price0 = start_price
     rng = np.random.default_rng([seed, zlib.crc32(pair.encode())])
     n = int(days * 24 * 60 / timeframe_minutes)
 
@@ -171,6 +181,34 @@ def generate_candles(
     )
 
 
+def futures_timeframes() -> tuple[str, str]:
+    """Binance's (mark candle, funding rate) timeframes in the installed Freqtrade."""
+    from freqtrade.exchange import Binance, Exchange
+
+    options = {**Exchange._ft_has_default, **Binance._ft_has, **Binance._ft_has_futures}
+    return options["mark_ohlcv_timeframe"], options["funding_fee_timeframe"]
+
+
+def mark_candles(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Mark price candles: `candles` resampled to `timeframe` (hours without candles dropped)."""
+    from freqtrade.exchange import timeframe_to_minutes
+
+    frame = candles.set_index("date").resample(f"{timeframe_to_minutes(timeframe)}min").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    return frame.dropna().reset_index()
+
+
+def funding_rates(pair: str, candles: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Funding rates every `FUNDING_INTERVAL_HOURS` over the span of `candles` (date UTC,
+    funding_rate): around binance's 0.01 % base rate, sometimes negative, 8 decimals."""
+    step = pd.Timedelta(hours=FUNDING_INTERVAL_HOURS)
+    first = candles["date"].iloc[0].ceil(step)
+    dates = pd.date_range(first, candles["date"].iloc[-1], freq=step)
+    rng = np.random.default_rng([seed, zlib.crc32(pair.encode()), 8])
+    rates = np.round(0.0001 + rng.normal(0.0, 0.0004, size=len(dates)), 8)
+    return pd.DataFrame({"date": dates, "funding_rate": rates})
+
+
 def write_pair_data(
     datadir: Path,
     pairs: Sequence[str],
@@ -180,23 +218,39 @@ def write_pair_data(
     timeframe: str = "5m",
     end: datetime = DEFAULT_END,
     data_format: str = "feather",
+    trading_mode: str = "spot",
 ) -> list[GeneratedPair]:
-    """Generate and store candles for ``pairs`` under ``datadir`` (e.g. user_data/data/binance)."""
+    """Generate and store candles for ``pairs`` under ``datadir`` (e.g. user_data/data/binance).
+
+    ``trading_mode="futures"`` stores futures candles plus mark candles and funding rates.
+    """
     from freqtrade.data.history.datahandlers import get_datahandler
     from freqtrade.enums import CandleType
     from freqtrade.exchange import timeframe_to_minutes
 
+    if trading_mode not in ("spot", "futures"):
+        raise ValueError(f"trading_mode must be 'spot' or 'futures', got {trading_mode!r}")
+    candle_type = CandleType.FUTURES if trading_mode == "futures" else CandleType.SPOT
     minutes = timeframe_to_minutes(timeframe)
+    Path(datadir).mkdir(parents=True, exist_ok=True)  # the handler creates one level only
     handler = get_datahandler(Path(datadir), data_format)
     written = []
     for pair in pairs:
+        if (":" in pair) != (trading_mode == "futures"):
+            raise ValueError(f"{pair} is not a {trading_mode} pair (futures pairs look like "
+                             "BTC/USDT:USDT, spot pairs like BTC/USDT)")
         df = generate_candles(pair, days=days, seed=seed, timeframe_minutes=minutes, end=end)
-        handler.ohlcv_store(pair, timeframe, df, CandleType.SPOT)
+        handler.ohlcv_store(pair, timeframe, df, candle_type)
+        if trading_mode == "futures":
+            mark_tf, funding_tf = futures_timeframes()
+            handler.ohlcv_store(pair, mark_tf, mark_candles(df, mark_tf), CandleType.MARK)
+            handler.ohlcv_store(pair, funding_tf, funding_rates(pair, df, seed=seed),
+                                CandleType.FUNDING_RATE)
         expected = int(days * 24 * 60 / minutes)
         written.append(
             GeneratedPair(
                 pair=pair,
-                path=handler._pair_data_filename(Path(datadir), pair, timeframe, CandleType.SPOT),
+                path=handler._pair_data_filename(Path(datadir), pair, timeframe, candle_type),
                 candles=len(df),
                 gaps=expected - len(df),
                 zero_volume=int((df["volume"] == 0).sum()),

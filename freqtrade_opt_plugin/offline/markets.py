@@ -6,10 +6,11 @@ that one coroutine with one that hands the fixture to ccxt through ``set_markets
 ``reload_markets`` (copying markets to the sync ccxt object, fees, timestamps) runs unchanged, so
 the exchange object is in the same state as after a real download.
 
-Nothing else in ``freqtrade backtesting`` / ``hyperopt`` talks to the network for binance spot in
-dry-run (checked against Freqtrade 2026.9): ``fetch_trading_fees`` returns ``{}`` in dry-run,
-``load_leverage_tiers`` returns ``{}`` for spot, ``check_time_offset`` and
-``additional_exchange_init`` only act in live/futures modes, ``get_fee`` reads the loaded markets.
+Nothing else in ``freqtrade backtesting`` / ``hyperopt`` talks to the network for binance spot or
+futures in dry-run (checked against Freqtrade 2026.9): ``fetch_trading_fees`` returns ``{}`` in
+dry-run, ``load_leverage_tiers`` returns ``{}`` for spot and Freqtrade's bundled
+``binance_leverage_tiers.json`` for futures in dry-run, ``check_time_offset`` and
+``additional_exchange_init`` only act in live mode, ``get_fee`` reads the loaded markets.
 ``netguard.install_network_guard`` turns any remaining attempt into a loud failure.
 
 Hyperopt workers do not need this: ``HyperOptimizer.prepare_hyperopt`` drops the exchange's ccxt
@@ -67,7 +68,8 @@ def install_static_markets(path: str | os.PathLike | None = None) -> None:
     """Make every Freqtrade ``Exchange`` load its markets from the fixture at ``path``.
 
     Idempotent; the last call's path wins. Raises ``StaticMarketsError`` (at market load time) if
-    the configured exchange is not the fixture's exchange or the trading mode is not spot.
+    the configured exchange is not the fixture's exchange or the trading mode is not one of the
+    fixture's (``trading_modes``; the bundled fixture has spot and USDT-M futures markets).
     """
     global _original_reload
     from freqtrade.exchange.exchange import Exchange
@@ -75,7 +77,7 @@ def install_static_markets(path: str | os.PathLike | None = None) -> None:
     fixture = str(Path(path or FIXTURE_PATH).resolve())
     document = _read_fixture(fixture)  # fail now on a bad fixture, not inside freqtrade
     expected = document.get("exchange", "binance")
-    expected_mode = document.get("trading_mode", "spot")
+    modes = document.get("trading_modes") or [document.get("trading_mode", "spot")]
 
     async def _api_reload_markets(self: Exchange, reload: bool = False) -> None:
         if self._api_async.id != expected:
@@ -83,9 +85,9 @@ def install_static_markets(path: str | os.PathLike | None = None) -> None:
                 f"the offline markets fixture {fixture} covers exchange '{expected}' only, "
                 f"but the config uses '{self._api_async.id}'"
             )
-        if self.trading_mode.value != expected_mode:
+        if self.trading_mode.value not in modes:
             raise StaticMarketsError(
-                f"the offline markets fixture {fixture} covers {expected_mode} markets only, "
+                f"the offline markets fixture {fixture} covers {', '.join(modes)} markets only, "
                 f"but the config uses trading_mode '{self.trading_mode.value}'"
             )
         self._api_async.set_markets(copy.deepcopy(document["markets"]))

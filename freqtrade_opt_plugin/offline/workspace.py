@@ -1,7 +1,8 @@
 """Throwaway Freqtrade workspaces and subprocess runs of the real CLI against them.
 
 A workspace is a directory holding a complete ``user_data`` (config.json for binance spot dry-run,
-Freqtrade's SampleStrategy, generated candles). ``run_backtest`` / ``run_hyperopt`` run
+or USDT-M futures with isolated margin, Freqtrade's SampleStrategy, generated candles).
+``run_backtest`` / ``run_hyperopt`` run
 ``python -m freqtrade_opt_plugin.offline backtesting|hyperopt ...`` in a fresh process with the
 environment you pass (e.g. ``{"FREQTRADE_OPT_LEVEL": "disabled"}``), time it, and load what
 Freqtrade exported, using Freqtrade's own loaders.
@@ -45,6 +46,7 @@ class Workspace:
     timeframe: str = "5m"
     strategy: str = STRATEGY_NAME
     data: tuple[GeneratedPair, ...] = ()
+    trading_mode: str = "spot"
 
     @property
     def user_data(self) -> Path:
@@ -123,8 +125,22 @@ def build_config(
     max_open_trades: int = 3,
     stake_currency: str = "USDT",
     dry_run_wallet: float = 1000,
+    trading_mode: str = "spot",
+    margin_mode: str = "",
 ) -> dict[str, Any]:
-    """A binance spot dry-run config with a StaticPairList (no fiat conversion: no CoinGecko)."""
+    """A binance dry-run config with a StaticPairList (no fiat conversion: no CoinGecko).
+
+    ``trading_mode="futures"`` trades USDT-M perpetuals (pairs like ``BTC/USDT:USDT``) with
+    ``margin_mode`` (default isolated).
+    """
+    if trading_mode not in ("spot", "futures"):
+        raise ValueError(f"trading_mode must be 'spot' or 'futures', got {trading_mode!r}")
+    if trading_mode == "futures":
+        margin_mode = margin_mode or "isolated"
+        if margin_mode not in ("isolated", "cross"):
+            raise ValueError(f"margin_mode must be 'isolated' or 'cross', got {margin_mode!r}")
+    elif margin_mode:
+        raise ValueError(f"margin_mode {margin_mode!r} needs trading_mode 'futures'")
     return {
         "$schema": "https://schema.freqtrade.io/schema.json",
         "bot_name": "freqtrade-opt-offline",
@@ -136,8 +152,8 @@ def build_config(
         "dry_run": True,
         "dry_run_wallet": dry_run_wallet,
         "cancel_open_orders_on_exit": False,
-        "trading_mode": "spot",
-        "margin_mode": "",
+        "trading_mode": trading_mode,
+        "margin_mode": margin_mode,
         "unfilledtimeout": {"entry": 10, "exit": 10, "exit_timeout_count": 0, "unit": "minutes"},
         "entry_pricing": {
             "price_side": "same",
@@ -173,8 +189,11 @@ def create_workspace(
     seed: int = 42,
     timeframe: str = "5m",
     max_open_trades: int = 3,
+    trading_mode: str = "spot",
+    margin_mode: str = "",
 ) -> Workspace:
-    """Create ``root/user_data`` with config, SampleStrategy and generated candles for ``pairs``."""
+    """Create ``root/user_data`` with config, SampleStrategy and generated candles for ``pairs``
+    (futures: also mark candles and funding rates; see `build_config` for the modes)."""
     from freqtrade.configuration.directory_operations import create_userdata_dir
 
     root = Path(root).resolve()
@@ -185,14 +204,16 @@ def create_workspace(
             f"pairs not in the offline markets fixture: {unknown}; known: {', '.join(known)}"
         )
     user_data = create_userdata_dir(str(root / "user_data"), create_dir=True)
-    config = build_config(pairs, timeframe=timeframe, max_open_trades=max_open_trades)
+    config = build_config(pairs, timeframe=timeframe, max_open_trades=max_open_trades,
+                          trading_mode=trading_mode, margin_mode=margin_mode)
     (user_data / "config.json").write_text(json.dumps(config, indent=4) + "\n")
     shutil.copyfile(sample_strategy_source(), user_data / "strategies" / "sample_strategy.py")
     data = write_pair_data(
         user_data / "data" / EXCHANGE, pairs, days=days, seed=seed, timeframe=timeframe,
-        end=DEFAULT_END,
+        end=DEFAULT_END, trading_mode=trading_mode,
     )
-    return Workspace(root, tuple(pairs), days, seed, timeframe, STRATEGY_NAME, tuple(data))
+    return Workspace(root, tuple(pairs), days, seed, timeframe, STRATEGY_NAME, tuple(data),
+                     trading_mode)
 
 
 def in_process_backtesting(workspace: Workspace, strategy: str | None = None) -> Any:

@@ -28,7 +28,7 @@ BLOCKED = "blocked network access"
 
 def test_backtest_runs_offline_with_static_markets(baseline_run, e2e_workspace):
     log = baseline_run.log_path.read_text()
-    assert "Loaded 23 binance markets from the offline fixture" in log
+    assert "Loaded 28 binance markets from the offline fixture" in log
     assert BLOCKED not in log
     assert "Could not load markets" not in log
     assert len(baseline_run.raw_trades) > 5

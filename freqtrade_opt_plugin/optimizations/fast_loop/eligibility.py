@@ -5,11 +5,15 @@ A run is eligible when the driver provably reproduces Freqtrade's loop for it:
 * the installed Freqtrade is the verified release (`guard.mismatches` is empty);
 * ``Backtesting``'s loop methods, the DataProvider's slice setters and ``Wallets.get_total`` are
   Freqtrade's own (no subclass or instance override);
-* spot trading, a static pairlist (no ``enable_dynamic_pairlist``) and no timeframe-detail.
+* spot trading, or futures with isolated or cross margin (long and short, leverage, funding
+  fees and liquidations all happen inside Freqtrade's own ``backtest_loop`` calls; the exit
+  scanner never skips a funding row or a candle reaching the liquidation price, and is off for
+  cross margin, where every fill moves every open trade's liquidation price);
+* a static pairlist (no ``enable_dynamic_pairlist``) and no timeframe-detail.
 
-Futures and margin (shorts, leverage, funding fees) go through the same ``backtest_loop`` calls,
-but the differential suite cannot build them offline yet (the static markets are spot only):
-until it does, they run Freqtrade's loop.
+Margin trading (interest by the clock) is not covered by the differential suite
+(tests/optimizations/fast_loop/test_futures_differential.py covers futures): it runs
+Freqtrade's loop.
 
 Strategy callbacks never make a run ineligible: every callback Freqtrade calls inside
 ``backtest_loop`` still runs there, on the same candles, with the same DataProvider state, and a
@@ -121,10 +125,27 @@ def _scanner(backtesting: Any) -> tuple[Any, str]:
         return None, f"exit scanner unavailable ({exc})"
     if backtesting._position_stacking:
         return None, "position stacking"
-    if backtesting.config.get("margin_mode") == "cross":
+    margin = (getattr(backtesting, "margin_mode", None), backtesting.config.get("margin_mode"))
+    if "cross" in margin:
         return None, "cross margin (fills update every trade's liquidation price)"
     scanner, reason = ExitScanner.build(backtesting)
     return scanner, reason
+
+
+def _mode_problem(backtesting: Any, modes: Any) -> str | None:
+    """Why the run's trading / margin mode is not covered, or None (spot; futures with isolated
+    or cross margin)."""
+    mode = backtesting.trading_mode
+    if mode == modes.SPOT:
+        return None
+    if mode == modes.FUTURES:
+        margin = backtesting.margin_mode  # what backtest_loop reads (a str enum or a str)
+        if margin in ("isolated", "cross"):
+            return None
+        return (f"futures with margin mode {getattr(margin, 'value', margin)!r} (only isolated "
+                "and cross margin are covered by the differential suite)")
+    return (f"trading mode {getattr(mode, 'value', mode)} (not yet covered by the differential "
+            "suite)")
 
 
 def decide(backtesting: Any) -> Plan:
@@ -139,9 +160,8 @@ def decide(backtesting: Any) -> Plan:
         return Plan(False, problem)
     from freqtrade.enums import TradingMode
 
-    if backtesting.trading_mode != TradingMode.SPOT:
-        return Plan(False, f"trading mode {backtesting.trading_mode.value} (not yet covered by "
-                           "the differential suite)")
+    if problem := _mode_problem(backtesting, TradingMode):
+        return Plan(False, problem)
     if backtesting.dynamic_pairlist:
         return Plan(False, "dynamic pairlist (enable_dynamic_pairlist)")
     if backtesting.timeframe_detail_td:
@@ -155,6 +175,9 @@ def decide(backtesting: Any) -> Plan:
         observed = (*observed, "bot_loop_start")
     scanner, scanner_reason = _scanner(backtesting)
     mode = str(getattr(backtesting.trading_mode, "value", backtesting.trading_mode))
+    if mode == "futures":
+        margin = backtesting.margin_mode
+        mode = f"futures ({getattr(margin, 'value', margin)} margin)"
     return Plan(True, f"{mode}, static pairlist, no timeframe-detail",
                 bot_loop_start=user_loop_start, observed=observed, scanner=scanner,
                 scanner_reason=scanner_reason)

@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
+
+
+# Registered here, not in a test module: ``--hypothesis-profile fast-loop-deep`` is resolved
+# when pytest starts, after this directory's conftest and before test modules are imported.
+settings.register_profile(
+    "fast-loop-deep", max_examples=300, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 PAIRS = ("BTC/USDT", "ETH/USDT", "XRP/USDT")

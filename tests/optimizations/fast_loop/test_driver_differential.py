@@ -296,7 +296,9 @@ def test_exit_scan_is_off_while_its_proof_functions_are_replaced(plain, fast):
         del strategy.should_exit
 
 
-def test_futures_runs_are_not_eligible_yet(plain):
+def test_margin_trading_is_not_eligible(plain):
+    """Futures are eligible (test_futures_differential.py); margin trading is not covered by a
+    differential suite and runs Freqtrade's loop."""
     from freqtrade.enums import TradingMode
 
     from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
@@ -304,9 +306,9 @@ def test_futures_runs_are_not_eligible_yet(plain):
     bt = plain.bt
     saved = bt.trading_mode
     try:
-        bt.trading_mode = TradingMode.FUTURES
+        bt.trading_mode = TradingMode.MARGIN
         plan = eligibility.decide(bt)
-        assert not plan.eligible and "trading mode futures" in plan.reason
+        assert not plan.eligible and "trading mode margin" in plan.reason
     finally:
         bt.trading_mode = saved
 
