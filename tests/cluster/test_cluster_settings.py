@@ -141,7 +141,8 @@ def test_start_wrapper_is_installed_and_undone_through_activation():
     code = (
         "import freqtrade.optimize.hyperopt.hyperopt as m\n"
         "from freqtrade_opt_plugin import activation\n"
-        "original = m.Hyperopt.start.__wrapped__\n"
+        "import inspect\n"
+        "original = inspect.unwrap(m.Hyperopt.start)  # below every layer (gc freeze too)\n"
         "assert getattr(m.Hyperopt.start, '__freqtrade_opt_cluster__', False)\n"
         "activation.deactivate()\n"
         "assert m.Hyperopt.start is original\n"
