@@ -32,11 +32,15 @@ from freqtrade_opt_plugin.settings import Settings
 ORIGINAL = inspect.unwrap(target_module.calculate_max_drawdown)
 calculate_max_drawdown = OPTIMIZATION.build(ORIGINAL)
 TRADES = Path(__file__).resolve().parents[1] / "data" / "backtest-result.json"
-SLOWDOWN = 1.3
+SLOWDOWN = 2.0
+#: The alert threshold of these runs. The paired ratio of this ~microsecond replacement moved by
+#: up to ~21% between idle runs on a busy 2-core CI machine (and ~15% beside a CPU hog): at the
+#: default 15% that noise alone can complete a step; the test proves the rules, not the default.
+THRESHOLD_PERCENT = 40.0
 
 
 def slowed(*args, **kwargs):
-    """The replacement, made 30% slower on purpose: it burns 0.3x its own CPU time after."""
+    """The replacement, made 2x slower on purpose: it burns its own CPU time once more after."""
     start = time.thread_time()
     result = calculate_max_drawdown(*args, **kwargs)
     spent = time.thread_time() - start
@@ -62,7 +66,8 @@ def run_once(store: Path, run_id: str, level: str, *, slow: bool = False,
     opts = [dataclasses.replace(OPTIMIZATION, name=name, factory=None,
                                 replacement=replacement)
             for name in ("mdd_paired", "mdd_full")]
-    m = Monitor(MonitorSettings(memory_sample_rate=0), store_path=store, run_id=run_id,
+    m = Monitor(MonitorSettings(memory_sample_rate=0, threshold_percent=THRESHOLD_PERCENT),
+                store_path=store, run_id=run_id,
                 owns_run=True)
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
