@@ -79,6 +79,23 @@ def _exec_and_notify(exec_module, module) -> None:
         _after_imports(modules)
 
 
+
+def spec_from_others(me: object, busy: set[str], fullname: str, path: object,
+                     target: object) -> object:
+    """The spec the other meta-path finders give for `fullname` (None: none), asked with `me`
+    skipped and `fullname` in `busy` meanwhile (so `me` passes on nested lookups of it)."""
+    busy.add(fullname)
+    try:
+        for finder in sys.meta_path:
+            if finder is me or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+    finally:
+        busy.discard(fullname)
+
 class _FreqtradeImportWatcher:
     """A meta-path finder that only decorates Freqtrade's module specs with an after-exec hook."""
 
@@ -90,18 +107,9 @@ class _FreqtradeImportWatcher:
             return None
         if not _started:
             _before_freqtrade()
-        self._busy.add(fullname)
-        try:
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
-        finally:
-            self._busy.discard(fullname)
+        spec = spec_from_others(self, self._busy, fullname, path, target)
+        if spec is None:
+            return None
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec

@@ -222,18 +222,11 @@ class _LazyFinder:
             return self._submodule_spec(fullname, sys.modules.get(parent))
         if fullname not in self.names or fullname in self._busy:
             return None
-        self._busy.add(fullname)
-        try:
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
-        finally:
-            self._busy.discard(fullname)
+        from freqtrade_opt_plugin._autoload import spec_from_others
+
+        spec = spec_from_others(self, self._busy, fullname, path, target)
+        if spec is None:
+            return None
         if not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
             return spec  # e.g. an extension module: its creation runs its code
         spec.loader = _Deferred(spec.loader)

@@ -165,7 +165,6 @@ class _Loop:
         self.nonzero: set[int] = set()
         self.local_trade = _ft().LocalTrade
         self.progress_due = 0  # progress steps not yet passed to Freqtrade's bar
-        self.idle_pairs: list[Any] = []  # the last step's open pairs, all on the quiet path
 
     # -- wallets ------------------------------------------------------------------------------
 
@@ -295,19 +294,18 @@ class _Loop:
                 if capturing:
                     self._capture(now, stake, 1)
                 signals = signal_at.get(step)
-                idle_until: int | None = steps  # nothing can happen before this step
+                # (nothing can happen before this step, the open trades' pairs, all quiet)
+                idle: tuple[int, list] | None = (steps, [])
                 if opens or signals or self.nonzero:
-                    idle_until = self._step(step, now, opens, signals)
-                else:
-                    self.idle_pairs = []
+                    idle = self._step(step, now, opens, signals)
                 step += 1
                 self.progress_due += 1
-                if jumps and idle_until is not None and idle_until > step:
+                if jumps and idle is not None and idle[0] > step:
                     k = bisect_left(signal_steps, step)
-                    target = min(idle_until, signal_steps[k] if k < len(signal_steps) else steps)
+                    target = min(idle[0], signal_steps[k] if k < len(signal_steps) else steps)
                     if target > step:
                         if capturing:
-                            self._capture_quiet(step, target, stake)
+                            self._capture_quiet(step, target, stake, idle[1])
                         self.progress_due += target - step
                         step = target
                 if self.progress_due >= _PROGRESS_BATCH:
@@ -316,14 +314,15 @@ class _Loop:
             self._flush_progress()
         self._sync_end()
 
-    def _capture_quiet(self, start: int, stop: int, stake: str) -> None:
+    def _capture_quiet(self, start: int, stop: int, stake: str, quiet_pairs: list) -> None:
         """The wallet captures of the jumped steps ``start .. stop-1``, as `_step` would write
-        them: the stake currency's, then each quiet open trade's base currency (in the step's
-        pair order) on the steps where its pair has a row. No wallet changes in between."""
+        them: the stake currency's, then each of `quiet_pairs`' base currency (the open trades'
+        pairs, in the step's order) on the steps where the pair has a row. No wallet changes in
+        between."""
         append = self.bt.wallet_captures.append
         times = self.tl.times
         stake_total = self._total(stake)
-        quiet = [(p.base, p.row_at, p.opens, total) for p in self.idle_pairs
+        quiet = [(p.base, p.row_at, p.opens, total) for p in quiet_pairs
                  if (total := self._total(p.base))]
         for step in range(start, stop):
             now = times[step]
@@ -349,13 +348,13 @@ class _Loop:
             self.bt._increment_progress(due)
 
     def _step(self, step: int, now: datetime, opens: list[str], signals: list[int] | None
-              ) -> int | None:
+              ) -> tuple[int, list] | None:
         """One candle's pair-candles. Returns, when every open trade took the quiet fast path
-        and no other pair was visited, the first step at which one of their windows ends
-        (None otherwise)."""
+        and no other pair was visited, the first step at which one of their windows ends and
+        their pairs (None otherwise)."""
         self.order = None
         idle_until: int | None = self.tl.steps
-        self.idle_pairs = idle_pairs = []
+        idle_pairs: list = []
         open_first = list(dict.fromkeys(opens))
         pairs, index, quiet = self.tl.pairs, self.index, self.quiet
         bulk = not self.per_candle_skip
@@ -389,7 +388,7 @@ class _Loop:
             if self._visit(step, now, j, opens, None, False) and self.capturing:
                 # wallets changed: later pairs' base wallets may have become non-zero
                 candidates = sorted({*candidates, *(x for x in self.nonzero if x > j)})
-        return idle_until
+        return None if idle_until is None else (idle_until, idle_pairs)
 
     def _visit(self, step: int, now: datetime, j: int, opens: list[str], pos: int | None,
                was_open: bool) -> bool:

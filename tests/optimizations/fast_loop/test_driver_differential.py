@@ -37,6 +37,15 @@ def _examples(default: int) -> int:
     return current if current == DEEP.max_examples else default
 
 
+def generated(default: int) -> Any:
+    """Hypothesis settings of a generated-case test: `default` examples (the deep profile's
+    count under ``--hypothesis-profile fast-loop-deep``), no deadline, fixtures allowed."""
+    return settings(max_examples=_examples(default), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow],
+                    phases=_phases())
+
+
 @pytest.fixture(scope="module")
 def plain(workspace):
     return Bench(workspace, strategy="FastLoopPlain")
@@ -129,17 +138,13 @@ def check(bench: Bench, fast: Any, knobs: dict[str, Any]) -> int:
     return len(stock.result["results"])
 
 
-@settings(max_examples=_examples(14), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(14)
 @given(knobs=case)
 def test_generated_cases_match_freqtrade(plain, fast, knobs):
     check(plain, fast, knobs)
 
 
-@settings(max_examples=_examples(5), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(5)
 @given(knobs=case)
 def test_generated_cases_on_plain_row_lists_match_freqtrade(plain, fast, conversion, knobs):
     """Rows converted by Freqtrade's own ``_get_ohlcv_as_lists`` (ohlcv_lists off)."""
@@ -147,9 +152,7 @@ def test_generated_cases_on_plain_row_lists_match_freqtrade(plain, fast, convers
         check(plain, fast, knobs)
 
 
-@settings(max_examples=_examples(4), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(4)
 @given(knobs=case)
 def test_generated_cases_with_user_callbacks_match_freqtrade(callbacks, fast, knobs):
     """bot_loop_start, confirm_trade_entry and custom_exit read the DataProvider and the open
@@ -164,9 +167,7 @@ def adjusting(workspace):
     return Bench(workspace, strategy="FastLoopAdjust")
 
 
-@settings(max_examples=_examples(3), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(3)
 @given(knobs=case)
 def test_generated_cases_with_position_adjustment_match_freqtrade(adjusting, fast, knobs):
     """adjust_trade_position (DCA, partial exits), custom_stoploss and order_filled."""

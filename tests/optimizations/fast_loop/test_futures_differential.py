@@ -14,17 +14,16 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from tests.optimizations.fast_loop.conftest import STRATEGY, Bench, _cut, stock_backtest
 from tests.optimizations.fast_loop.test_driver_differential import (
     BASE,
-    _examples,
-    _phases,
     apply,
     case,
+    generated,
 )
 
 
@@ -140,9 +139,7 @@ def check_futures(bench: Bench, fast: Any, knobs: dict[str, Any]) -> list[dict[s
     return trades
 
 
-@settings(max_examples=_examples(14), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(14)
 @given(knobs=case, extra=futures_case)
 def test_generated_futures_cases_match_freqtrade(futures, fast, knobs, extra):
     check_futures(futures, fast, {**knobs, **extra})
@@ -158,9 +155,7 @@ def futures_callbacks(futures_workspace):
     return Bench(futures_workspace, strategy="FastLoopFuturesCallbacks")
 
 
-@settings(max_examples=_examples(3), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(3)
 @given(knobs=case, extra=futures_case)
 def test_generated_futures_cases_with_position_adjustment_match_freqtrade(
         futures_adjusting, fast, knobs, extra):
@@ -169,9 +164,7 @@ def test_generated_futures_cases_with_position_adjustment_match_freqtrade(
         assert futures_adjusting.bt.strategy.seen
 
 
-@settings(max_examples=_examples(3), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(3)
 @given(knobs=case, extra=futures_case)
 def test_generated_futures_cases_with_user_callbacks_match_freqtrade(
         futures_callbacks, fast, knobs, extra):
@@ -190,9 +183,7 @@ liquidating_case = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=_examples(4), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(4)
 @given(knobs=case, extra=liquidating_case)
 def test_generated_liquidating_cases_match_freqtrade(futures, fast, knobs, extra):
     """High leverage, a stoploss beyond the liquidation price, long-held trades."""
@@ -261,9 +252,7 @@ def cross_adjusting(futures_workspace):
     return Bench(futures_workspace, strategy="FastLoopFuturesAdjust", margin_mode="cross")
 
 
-@settings(max_examples=_examples(5), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(5)
 @given(knobs=case, extra=futures_case)
 def test_generated_cross_margin_cases_match_freqtrade(cross, fast, knobs, extra):
     """Cross margin: every fill recomputes every open trade's liquidation price (from the
@@ -272,18 +261,14 @@ def test_generated_cross_margin_cases_match_freqtrade(cross, fast, knobs, extra)
     check_futures(cross, fast, {**knobs, **extra})
 
 
-@settings(max_examples=_examples(2), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(2)
 @given(knobs=case, extra=futures_case)
 def test_generated_cross_margin_cases_with_position_adjustment_match_freqtrade(
         cross_adjusting, fast, knobs, extra):
     check_futures(cross_adjusting, fast, {**knobs, **extra})
 
 
-@settings(max_examples=_examples(2), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          phases=_phases())
+@generated(2)
 @given(knobs=case, extra=liquidating_case)
 def test_generated_liquidating_cross_margin_cases_match_freqtrade(cross, fast, knobs, extra):
     check_futures(cross, fast, {**knobs, **extra})
