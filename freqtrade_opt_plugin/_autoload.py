@@ -32,15 +32,17 @@ def autoload_enabled() -> bool:
 def _before_freqtrade() -> None:
     """Once, before the first Freqtrade module is found: start-up optimizations that must act
     before Freqtrade's imports run (`startup_gc`: Freqtrade's collector thresholds;
-    `lazy_imports`: scipy.stats loaded on first use)."""
+    `lazy_imports`: scipy.stats loaded on first use; `exit_gc`: its exit handler, registered
+    before Freqtrade's so that it runs after them)."""
     global _started
     _started = True
     try:
         from freqtrade_opt_plugin import lazy_imports
-        from freqtrade_opt_plugin.optimizations import startup_gc
+        from freqtrade_opt_plugin.optimizations import exit_gc, startup_gc
 
         startup_gc.install()
         lazy_imports.install()
+        exit_gc.install()
     except Exception:  # never break Freqtrade's import
         import logging
 

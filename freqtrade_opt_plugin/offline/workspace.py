@@ -284,10 +284,31 @@ def subprocess_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]
     return env
 
 
+_bytecode_compiled = False
+
+
+def compile_plugin_bytecode() -> None:
+    """Compile this plugin's modules to bytecode once per process, as pip does when it installs
+    a package: a source checkout (editable install) used with ``PYTHONDONTWRITEBYTECODE`` would
+    otherwise compile them again in every timed run. Best effort: a read-only checkout is left
+    as it is."""
+    global _bytecode_compiled
+    if _bytecode_compiled:
+        return
+    _bytecode_compiled = True
+    import compileall
+
+    try:
+        compileall.compile_dir(Path(freqtrade_opt_plugin.__file__).parent, quiet=2)
+    except OSError:
+        pass
+
+
 def _run(
     args: list[str], env: Mapping[str, str] | None, log_path: Path, cwd: Path, timeout: float
 ) -> tuple[list[str], float, int]:
     command = offline_command(args)
+    compile_plugin_bytecode()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         start = time.perf_counter()

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 BUILTIN_MODULES = (
     "tick_size", "trade_parallelism", "ohlcv_lists", "max_drawdown", "indicator_cache",
     "backtest_cache", "fast_loop", "trade_math", "p_value", "hyperopt_gc", "report_lines",
-    "result_line", "startup_gc",
+    "result_line", "startup_gc", "exit_gc",
 )
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from freqtrade_opt_plugin.optimizations.command_line import freqtrade_arguments
 from freqtrade_opt_plugin.registry import (
     Optimization,
     OptimizationLevel,
@@ -45,23 +46,8 @@ _TARGET = "freqtrade.system.gc_setup:gc_set_threshold"
 _FINGERPRINTS = {"2026.9": "3710f8fcf0dbdfcc"}
 FREQTRADE_THRESHOLDS = (50_000, 500, 1000)  # what gc_set_threshold sets (fingerprinted)
 _DEFAULT_THRESHOLDS = (700, 10, 10)  # CPython's
-#: ``python -m <module>`` runs that are Freqtrade command lines.
-_COMMAND_MODULES = frozenset({"freqtrade", "freqtrade.__main__", "freqtrade_opt_plugin.offline"})
 
 decision = "not decided (no Freqtrade module imported yet)"
-
-
-def _command_line(orig_argv: list[str]) -> bool:
-    """Whether the interpreter was started as a Freqtrade command line."""
-    args = iter(orig_argv[1:])
-    for arg in args:
-        if arg in ("-X", "-W"):  # interpreter options with a separate value
-            next(args, None)
-        elif arg == "-m":
-            return next(args, None) in _COMMAND_MODULES
-        elif arg == "-c" or arg == "-" or not arg.startswith("-"):
-            return Path(arg).name in ("freqtrade", "freqtrade.exe")
-    return False
 
 
 def _source_verified() -> str | None:
@@ -91,7 +77,7 @@ def install(environ: os._Environ | dict | None = None,
     argv = list(sys.orig_argv if orig_argv is None else orig_argv)
     if on and platform.python_implementation() != "CPython":
         on, why = False, f"{platform.python_implementation()} (Freqtrade tunes CPython only)"
-    if on and not _command_line(argv):
+    if on and freqtrade_arguments(argv) is None:
         on, why = False, "not a freqtrade command line"
     if on and (current := gc.get_threshold()) != _DEFAULT_THRESHOLDS:
         on, why = False, f"thresholds already tuned to {current}"

@@ -17,20 +17,6 @@ from freqtrade_opt_plugin.optimizations import startup_gc
 CLI = ["/venv/bin/python", "/venv/bin/freqtrade", "backtesting", "-c", "config.json"]
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (CLI, True),
-    (["python", "-m", "freqtrade", "hyperopt"], True),
-    (["python", "-X", "importtime", "-m", "freqtrade_opt_plugin.offline", "backtesting"], True),
-    (["python", "-c", "import freqtrade"], False),
-    (["python", "-m", "pytest", "tests"], False),
-    (["python", "-m", "joblib.externals.loky.backend.popen_loky_posix"], False),
-    (["python", "my_script.py", "freqtrade"], False),
-    (["python"], False),
-])
-def test_only_freqtrade_command_lines_qualify(argv, expected):
-    assert startup_gc._command_line(argv) is expected
-
-
 @pytest.fixture
 def default_thresholds():
     saved = gc.get_threshold()
