@@ -1,0 +1,178 @@
+"""The fast trade loop with ``--timeframe-detail`` against Freqtrade's own ``backtest``.
+
+5m main candles resampled from generated 1m candles (so detail rows and main rows agree), then
+1m detail data cut: main candles without any detail row (a 30-minute hole), partly covered
+ones (single missing minutes, the generator's own gaps), zero-volume rows; one pair starts
+late and one ends early on the main timeframe. Each case compares the whole result dict and
+the engine state (`conftest.assert_same`: trades, locks, wallet captures, DataProvider slice
+state, progress, what user callbacks saw).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from unittest import mock
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.optimizations.fast_loop.conftest import PAIRS, STRATEGY, Bench, _cut, stock_backtest
+from tests.optimizations.fast_loop.test_driver_differential import BASE, apply, case, generated
+
+
+def _resample_to_5m(detail_path: Any, main_path: Any) -> None:
+    frame = pd.read_feather(detail_path)
+    main = frame.set_index("date").resample("5min").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    ).dropna().reset_index()
+    main.to_feather(main_path)
+
+
+@pytest.fixture(scope="module")
+def detail_workspace(tmp_path_factory):
+    """3 pairs x 5 days of 1m candles and the 5m candles made from them."""
+    from freqtrade_opt_plugin.offline.markets import (
+        install_static_markets,
+        uninstall_static_markets,
+    )
+    from freqtrade_opt_plugin.offline.workspace import create_workspace
+
+    ws = create_workspace(tmp_path_factory.mktemp("fast-loop-detail") / "ws", PAIRS, days=5,
+                          seed=17, timeframe="1m")
+    (ws.user_data / "strategies" / "fast_loop_strategy.py").write_text(STRATEGY)
+    for generated_pair in ws.data:
+        detail_path = generated_pair.path
+        main_path = detail_path.with_name(detail_path.name.replace("-1m.", "-5m."))
+        _resample_to_5m(detail_path, main_path)
+        if generated_pair.pair == PAIRS[1]:
+            _cut(main_path, head=100)
+        if generated_pair.pair == PAIRS[2]:
+            _cut(main_path, tail=60)
+    # detail holes: whole main candles (30 minutes), single minutes, a 3-minute run
+    _cut(ws.data[0].path, holes=((2000, 2030), (3001, 3002), (3007, 3008), (5000, 5003)))
+    _cut(ws.data[2].path, holes=((1500, 1530), (4000, 4001)))
+    config = json.loads(ws.config_path.read_text())
+    config["exchange"]["pair_whitelist"] = list(PAIRS)
+    ws.config_path.write_text(json.dumps(config))
+    install_static_markets()
+    yield ws
+    uninstall_static_markets()
+
+
+@pytest.fixture(scope="module")
+def detail(detail_workspace):
+    bench = Bench(detail_workspace, strategy="FastLoopPlain", timeframe_detail="1m")
+    assert bench.bt.detail_data and bench.bt.timeframe_detail == "1m"
+    return bench
+
+
+@pytest.fixture(scope="module")
+def detail_callbacks(detail_workspace):
+    return Bench(detail_workspace, strategy="FastLoopCallbacks", timeframe_detail="1m")
+
+
+@pytest.fixture(scope="module")
+def detail_adjusting(detail_workspace):
+    return Bench(detail_workspace, strategy="FastLoopAdjust", timeframe_detail="1m")
+
+
+@pytest.fixture(scope="module")
+def fast(conversion):
+    from freqtrade_opt_plugin.optimizations.fast_loop import factory
+
+    return factory(stock_backtest())
+
+
+detail_case = st.fixed_dictionaries({
+    # entries on detail rows after index 0 (slot freed, lock or stake) can be dropped as late
+    "ignore_expired": st.sampled_from([0, 0, 90, 200]),
+})
+
+
+def check_detail(bench: Bench, fast: Any, knobs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Compare both loops on one detail case (the driver's own loop, never the fallback); the
+    stock run's trades."""
+    from freqtrade_opt_plugin.optimizations.fast_loop import driver, eligibility
+
+    apply(bench, knobs)
+    bench.bt.strategy.ignore_buying_expired_candle_after = knobs.get("ignore_expired", 0)
+    plan = eligibility.decide(bench.bt)
+    assert plan.eligible and "timeframe-detail 1m" in plan.reason, plan.describe()
+    assert plan.scanner is None
+    refuse = AssertionError("the driver fell back to Freqtrade's generator loop")
+    with mock.patch.object(driver, "stock_loop", side_effect=refuse):
+        stock, _ = bench.compare(fast)
+    return stock.engine["trades"]
+
+
+@generated(12)
+@given(knobs=case, extra=detail_case)
+def test_generated_detail_cases_match_freqtrade(detail, fast, knobs, extra):
+    check_detail(detail, fast, {**knobs, **extra})
+
+
+@generated(3)
+@given(knobs=case, extra=detail_case)
+def test_generated_detail_cases_on_plain_row_lists_match_freqtrade(detail, fast, conversion,
+                                                                   knobs, extra):
+    with conversion.lists():
+        check_detail(detail, fast, {**knobs, **extra})
+
+
+@generated(4)
+@given(knobs=case, extra=detail_case)
+def test_generated_detail_cases_with_user_callbacks_match_freqtrade(detail_callbacks, fast,
+                                                                    knobs, extra):
+    """bot_loop_start sees the slice indexes and date the detail steps left; entry and exit
+    callbacks see the detail times and the analysed frame sliced at them."""
+    check_detail(detail_callbacks, fast, {**knobs, **extra})
+    assert detail_callbacks.bt.strategy.seen
+
+
+@generated(3)
+@given(knobs=case, extra=detail_case)
+def test_generated_detail_cases_with_position_adjustment_match_freqtrade(
+        detail_adjusting, fast, knobs, extra):
+    if check_detail(detail_adjusting, fast, {**knobs, **extra}):
+        assert detail_adjusting.bt.strategy.seen
+
+
+def _minute(trade: dict[str, Any], key: str) -> int:
+    return pd.Timestamp(trade[key]).minute % 5
+
+
+def test_trades_open_and_close_inside_main_candles(detail, fast):
+    """Exits at detail times, entries after index 0 when a slot frees up (max_open_trades 1,
+    an entry signal on every candle), and re-entries of a pair whose trade closed on a detail
+    row of the same candle."""
+    trades = check_detail(detail, fast, {**BASE, "entry": 1.0, "exit": 0.0, "max_open_trades": 1,
+                                         "roi": {0: 0.004}, "stoploss": -0.004,
+                                         "protections": 0})
+    assert any(_minute(t, "close_date") for t in trades)  # closed on a detail row
+    assert any(_minute(t, "open_date") for t in trades)  # opened after detail index 0
+    assert len(trades) > 50
+
+
+def test_stacked_shortless_many_slots_match(detail, fast):
+    check_detail(detail, fast, {**BASE, "entry": 0.2, "position_stacking": True,
+                                "max_open_trades": -1, "protections": 2})
+
+
+def test_expired_entries_on_detail_rows_match(detail, fast):
+    trades = check_detail(detail, fast, {**BASE, "entry": 1.0, "max_open_trades": 1,
+                                         "roi": {0: 0.004}, "stoploss": -0.004,
+                                         "protections": 0, "ignore_expired": 90})
+    assert trades and all(_minute(t, "open_date") in (0, 1) for t in trades)
+
+
+def test_eligibility_names_detail_and_the_scanner_reason(detail):
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    apply(detail, {**BASE, "trailing_stop": False, "use_exit_signal": False})
+    plan = eligibility.decide(detail.bt)
+    assert plan.eligible and plan.scanner is None
+    assert "timeframe-detail" in plan.scanner_reason
+    assert "timeframe-detail 1m" in plan.describe()
