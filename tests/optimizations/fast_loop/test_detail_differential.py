@@ -176,3 +176,18 @@ def test_eligibility_names_detail_and_the_scanner_reason(detail):
     assert plan.eligible and plan.scanner is None
     assert "timeframe-detail" in plan.scanner_reason
     assert "timeframe-detail 1m" in plan.describe()
+
+
+def test_pairs_without_detail_data_and_runs_without_any_match(detail, fast):
+    """A pair missing from ``detail_data`` keeps its main rows; with no detail data at all the
+    detail indexes of every candle find nothing to visit."""
+    bt = detail.bt
+    saved = dict(bt.detail_data)
+    knobs = {**BASE, "entry": 0.2, "max_open_trades": 2, "protections": 0}
+    try:
+        del bt.detail_data[PAIRS[0]]
+        assert check_detail(detail, fast, knobs)
+        bt.detail_data.clear()
+        assert check_detail(detail, fast, knobs)
+    finally:
+        bt.detail_data.update(saved)
