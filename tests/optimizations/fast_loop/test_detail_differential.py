@@ -11,6 +11,7 @@ state, progress, what user callbacks saw).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -21,39 +22,33 @@ from hypothesis import strategies as st
 
 from tests.optimizations.fast_loop.conftest import PAIRS, STRATEGY, Bench, _cut, stock_backtest
 from tests.optimizations.fast_loop.test_driver_differential import BASE, apply, case, generated
-
-
-def _resample_to_5m(detail_path: Any, main_path: Any) -> None:
-    frame = pd.read_feather(detail_path)
-    main = frame.set_index("date").resample("5min").agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-    ).dropna().reset_index()
-    main.to_feather(main_path)
+from tests.optimizations.fast_loop.test_futures_differential import (
+    FUTURES_PAIRS,
+    FUTURES_STRATEGY,
+    apply_futures,
+    futures_case,
+)
 
 
 @pytest.fixture(scope="module")
 def detail_workspace(tmp_path_factory):
-    """3 pairs x 5 days of 1m candles and the 5m candles made from them."""
+    """3 pairs x 4 days of 1m candles and the 5m candles made from them."""
+    from freqtrade_opt_plugin.offline.datagen import write_resampled
     from freqtrade_opt_plugin.offline.markets import (
         install_static_markets,
         uninstall_static_markets,
     )
     from freqtrade_opt_plugin.offline.workspace import create_workspace
 
-    ws = create_workspace(tmp_path_factory.mktemp("fast-loop-detail") / "ws", PAIRS, days=5,
+    ws = create_workspace(tmp_path_factory.mktemp("fast-loop-detail") / "ws", PAIRS, days=4,
                           seed=17, timeframe="1m")
     (ws.user_data / "strategies" / "fast_loop_strategy.py").write_text(STRATEGY)
-    for generated_pair in ws.data:
-        detail_path = generated_pair.path
-        main_path = detail_path.with_name(detail_path.name.replace("-1m.", "-5m."))
-        _resample_to_5m(detail_path, main_path)
-        if generated_pair.pair == PAIRS[1]:
-            _cut(main_path, head=100)
-        if generated_pair.pair == PAIRS[2]:
-            _cut(main_path, tail=60)
+    main = write_resampled(ws.datadir, ws.data, "5m")
+    _cut(main[1], head=100)
+    _cut(main[2], tail=60)
     # detail holes: whole main candles (30 minutes), single minutes, a 3-minute run
-    _cut(ws.data[0].path, holes=((2000, 2030), (3001, 3002), (3007, 3008), (5000, 5003)))
-    _cut(ws.data[2].path, holes=((1500, 1530), (4000, 4001)))
+    _cut(ws.data[0].path, holes=((2000, 2030), (3001, 3002), (3007, 3008), (4500, 4503)))
+    _cut(ws.data[2].path, holes=((1500, 1530), (4100, 4101)))
     config = json.loads(ws.config_path.read_text())
     config["exchange"]["pair_whitelist"] = list(PAIRS)
     ws.config_path.write_text(json.dumps(config))
@@ -92,16 +87,18 @@ detail_case = st.fixed_dictionaries({
 })
 
 
-def check_detail(bench: Bench, fast: Any, knobs: dict[str, Any]) -> list[dict[str, Any]]:
+def check_detail(bench: Bench, fast: Any, knobs: dict[str, Any],
+                 apply_knobs: Callable[[Bench, dict[str, Any]], None] = apply
+                 ) -> list[dict[str, Any]]:
     """Compare both loops on one detail case (the driver's own loop, never the fallback); the
     stock run's trades."""
     from freqtrade_opt_plugin.optimizations.fast_loop import driver, eligibility
 
-    apply(bench, knobs)
+    apply_knobs(bench, knobs)
     bench.bt.strategy.ignore_buying_expired_candle_after = knobs.get("ignore_expired", 0)
     plan = eligibility.decide(bench.bt)
     assert plan.eligible and "timeframe-detail 1m" in plan.reason, plan.describe()
-    assert plan.scanner is None
+    assert plan.scanner is None, plan.describe()
     refuse = AssertionError("the driver fell back to Freqtrade's generator loop")
     with mock.patch.object(driver, "stock_loop", side_effect=refuse):
         stock, _ = bench.compare(fast)
@@ -132,7 +129,7 @@ def test_generated_detail_cases_with_user_callbacks_match_freqtrade(detail_callb
     assert detail_callbacks.bt.strategy.seen
 
 
-@generated(3)
+@generated(2)
 @given(knobs=case, extra=detail_case)
 def test_generated_detail_cases_with_position_adjustment_match_freqtrade(
         detail_adjusting, fast, knobs, extra):
@@ -191,3 +188,68 @@ def test_pairs_without_detail_data_and_runs_without_any_match(detail, fast):
         assert check_detail(detail, fast, knobs)
     finally:
         bt.detail_data.update(saved)
+
+
+@pytest.fixture(scope="module")
+def futures_detail_workspace(tmp_path_factory):
+    """3 USDT-M perpetuals x 4 days: 1m futures candles (detail), 5m made from them, mark
+    candles and funding rates; a 30-minute detail hole."""
+    from freqtrade_opt_plugin.offline.datagen import write_resampled
+    from freqtrade_opt_plugin.offline.markets import (
+        install_static_markets,
+        uninstall_static_markets,
+    )
+    from freqtrade_opt_plugin.offline.workspace import create_workspace
+
+    ws = create_workspace(tmp_path_factory.mktemp("fast-loop-detail-futures") / "ws",
+                          FUTURES_PAIRS, days=4, seed=19, timeframe="1m",
+                          trading_mode="futures")
+    (ws.user_data / "strategies" / "fast_loop_strategy.py").write_text(
+        STRATEGY + FUTURES_STRATEGY)
+    main = write_resampled(ws.datadir, ws.data, "5m", trading_mode="futures")
+    _cut(main[2], head=50)
+    _cut(ws.data[1].path, holes=((1000, 1030), (2001, 2002)))
+    install_static_markets()
+    yield ws
+    uninstall_static_markets()
+
+
+@pytest.fixture(scope="module")
+def futures_detail(futures_detail_workspace):
+    return Bench(futures_detail_workspace, strategy="FastLoopFutures", timeframe_detail="1m")
+
+
+@pytest.fixture(scope="module")
+def cross_detail(futures_detail_workspace):
+    return Bench(futures_detail_workspace, strategy="FastLoopFutures", timeframe_detail="1m",
+                 margin_mode="cross")
+
+
+def check_futures_detail(bench: Bench, fast: Any, knobs: dict[str, Any]) -> list[dict]:
+    """`check_detail` with the futures knobs (leverage, shorts)."""
+    return check_detail(bench, fast, knobs, apply_futures)
+
+
+@generated(5)
+@given(knobs=case, extra=futures_case, more=detail_case)
+def test_generated_futures_detail_cases_match_freqtrade(futures_detail, fast, knobs, extra,
+                                                        more):
+    check_futures_detail(futures_detail, fast, {**knobs, **extra, **more})
+
+
+@generated(3)
+@given(knobs=case, extra=futures_case)
+def test_generated_cross_margin_detail_cases_match_freqtrade(cross_detail, fast, knobs, extra):
+    assert cross_detail.bt.margin_mode == "cross"
+    check_futures_detail(cross_detail, fast, {**knobs, **extra})
+
+
+def test_futures_long_short_reversals_and_liquidations_on_detail_rows_match(futures_detail,
+                                                                            fast):
+    trades = check_futures_detail(futures_detail, fast, {
+        **BASE, "leverage": 20.0, "can_short": True, "short": 0.05, "entry": 0.05,
+        "exit": 0.05, "roi": {0: 10.0}, "stoploss": -0.99, "trailing_stop": False,
+        "max_open_trades": 3, "protections": 0})
+    assert {t["is_short"] for t in trades} == {True, False}
+    assert "liquidation" in {t["exit_reason"] for t in trades}
+    assert any(_minute(t, "close_date") for t in trades)
