@@ -21,6 +21,10 @@ skipped pair-candles would have left behind is reproduced exactly:
   too: ``skip`` applies their effect (``max_rate``/``min_rate``), at once when no user callback
   can read it in between, otherwise candle by candle where Freqtrade would have.
 
+With timeframe-detail, a candle's step is detail index 0: each pair handed to ``backtest_loop``
+is spread into its detail rows there, and the candle's later detail indexes run right after it
+(`detail.DetailSteps`).
+
 The row schedule (`timeline`) is computed before the loop; data it cannot schedule exactly
 runs Freqtrade's own generator loop (`stock_loop`) on the already converted rows.
 """
