@@ -17,8 +17,9 @@ from unittest import mock
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from tests.optimizations.fast_loop.conftest import PAIRS, STRATEGY, Bench, _cut, stock_backtest
 from tests.optimizations.fast_loop.test_driver_differential import BASE, apply, case, generated
@@ -84,6 +85,8 @@ def fast(conversion):
 detail_case = st.fixed_dictionaries({
     # entries on detail rows after index 0 (slot freed, lock or stake) can be dropped as late
     "ignore_expired": st.sampled_from([0, 0, 90, 200]),
+    # every candle (CI time) and never (nothing to compare) are explicit tests below
+    "entry": st.sampled_from([0.03, 0.2, 0.003]),
 })
 
 
@@ -102,10 +105,15 @@ def check_detail(bench: Bench, fast: Any, knobs: dict[str, Any],
     refuse = AssertionError("the driver fell back to Freqtrade's generator loop")
     with mock.patch.object(driver, "stock_loop", side_effect=refuse):
         stock, _ = bench.compare(fast)
-    return stock.engine["trades"]
+    trades = stock.engine["trades"]
+    if currently_in_test_context():  # a generated case: what it covered
+        event(f"trades: {'none' if not trades else '1-9' if len(trades) < 10 else '10+'}")
+        event(f"closed on a detail row: {any(_minute(t, 'close_date') for t in trades)}")
+        event(f"opened after detail index 0: {any(_minute(t, 'open_date') for t in trades)}")
+    return trades
 
 
-@generated(12)
+@generated(10)
 @given(knobs=case, extra=detail_case)
 def test_generated_detail_cases_match_freqtrade(detail, fast, knobs, extra):
     check_detail(detail, fast, {**knobs, **extra})
@@ -238,10 +246,11 @@ def test_generated_futures_detail_cases_match_freqtrade(futures_detail, fast, kn
 
 
 @generated(3)
-@given(knobs=case, extra=futures_case)
-def test_generated_cross_margin_detail_cases_match_freqtrade(cross_detail, fast, knobs, extra):
+@given(knobs=case, extra=futures_case, more=detail_case)
+def test_generated_cross_margin_detail_cases_match_freqtrade(cross_detail, fast, knobs, extra,
+                                                              more):
     assert cross_detail.bt.margin_mode == "cross"
-    check_futures_detail(cross_detail, fast, {**knobs, **extra})
+    check_futures_detail(cross_detail, fast, {**knobs, **extra, **more})
 
 
 def test_futures_long_short_reversals_and_liquidations_on_detail_rows_match(futures_detail,
@@ -253,3 +262,65 @@ def test_futures_long_short_reversals_and_liquidations_on_detail_rows_match(futu
     assert {t["is_short"] for t in trades} == {True, False}
     assert "liquidation" in {t["exit_reason"] for t in trades}
     assert any(_minute(t, "close_date") for t in trades)
+
+
+def _same_rows(mine: Any, theirs: Any) -> None:
+    assert mine == theirs
+    if theirs:
+        for a, b in zip(mine, theirs, strict=True):
+            assert [type(x) for x in a] == [type(x) for x in b]
+            assert a[0].unit == b[0].unit and a[0].tz == b[0].tz
+
+
+@pytest.mark.parametrize("unit", ["ms", "us", "ns", "s"])
+def test_detail_frame_rows_are_get_detail_datas(detail, unit):
+    """`DetailFrame.rows` against Freqtrade's ``get_detail_data`` on every main row of every
+    pair (holes, partial candles, the data's edges) and on rows moved off the candle grid, for
+    date columns of each unit."""
+    from freqtrade_opt_plugin.optimizations.fast_loop.detail import DetailFrame, DetailSteps
+
+    bt = detail.bt
+    saved = dict(bt.detail_data)
+    steps_tf = DetailSteps(bt, mock.Mock(names=list(PAIRS))).tf_ns
+    try:
+        for pair, frame in saved.items():
+            frame = frame.copy()
+            frame["date"] = frame["date"].dt.as_unit(unit)
+            bt.detail_data[pair] = frame
+            reader = DetailFrame.build(frame, steps_tf)
+            assert reader is not None
+            main = bt.strategy.ft_advise_signals(detail.preprocessed[pair].copy(), {"pair": pair})
+            rows = main.reindex(columns=[
+                "date", "open", "high", "low", "close", "enter_long", "exit_long", "enter_short",
+                "exit_short", "enter_tag", "exit_tag"], fill_value=0).values.tolist()
+            shifted = [[r[0] + pd.Timedelta(seconds=30), *r[1:]] for r in rows[::97]]
+            for row in rows + shifted:
+                mine = reader.rows(row, row[5:11])
+                assert mine is not False
+                _same_rows(mine, bt.get_detail_data(pair, row))
+            off_grid = [rows[5][0] + pd.Timedelta(microseconds=1), *rows[5][1:]]
+            assert (reader.rows(off_grid, off_grid[5:11]) is False) == (unit in ("ms", "s"))
+    finally:
+        bt.detail_data.clear()
+        bt.detail_data.update(saved)
+
+
+def test_detail_frames_of_other_layouts_use_freqtrades_function(detail):
+    from freqtrade_opt_plugin.optimizations.fast_loop.detail import DetailFrame
+
+    frame = next(iter(detail.bt.detail_data.values()))
+    tf = 300 * 10**9
+    assert DetailFrame.build(frame, tf) is not None
+    assert DetailFrame.build(frame.astype({"open": "float32"}), tf) is None
+    assert DetailFrame.build(frame[["open", "date", "high", "low", "close"]], tf) is None
+    assert DetailFrame.build(frame.assign(date=frame["date"].dt.tz_localize(None)), tf) is None
+    unsorted = frame.iloc[::-1].reset_index(drop=True)
+    assert DetailFrame.build(unsorted, tf) is None
+    with_nat = frame.copy()
+    with_nat.loc[3, "date"] = pd.NaT
+    assert DetailFrame.build(with_nat, tf) is None
+    # a main row in another zone than the column's: Freqtrade's function decides
+    reader = DetailFrame.build(frame, tf)
+    row = [frame["date"].iloc[10].tz_convert("Europe/Berlin"), 1.0, 1.0, 1.0, 1.0,
+           1, 0, 0, 0, None, None]
+    assert reader.rows(row, row[5:11]) is False
