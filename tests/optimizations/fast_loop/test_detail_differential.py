@@ -324,3 +324,25 @@ def test_detail_frames_of_other_layouts_use_freqtrades_function(detail):
     row = [frame["date"].iloc[10].tz_convert("Europe/Berlin"), 1.0, 1.0, 1.0, 1.0,
            1, 0, 0, 0, None, None]
     assert reader.rows(row, row[5:11]) is False
+
+
+def test_detail_rows_denser_than_the_detail_timeframe_match(detail, fast):
+    """30-second rows under a declared 1m detail: ten rows per main candle, of which the
+    generator's six detail indexes (T .. T + 5m, the last one at the next candle's time and, on
+    the last candle, the end date) visit the first six."""
+    bt = detail.bt
+    saved = dict(bt.detail_data)
+    try:
+        for pair, frame in saved.items():
+            later = frame.assign(date=frame["date"] + pd.Timedelta(seconds=30))
+            bt.detail_data[pair] = pd.concat([frame, later]).sort_values(
+                "date", kind="stable").reset_index(drop=True)
+        first = bt.detail_data[PAIRS[0]]["date"].iloc[600].floor("5min")
+        row = [first, 1.0, 1.0, 1.0, 1.0, 1, 0, 0, 0, None, None]
+        assert len(bt.get_detail_data(PAIRS[0], row)) == 10
+        assert check_detail(detail, fast, {**BASE, "entry": 0.2, "max_open_trades": 2,
+                                           "roi": {0: 0.004}, "stoploss": -0.004,
+                                           "protections": 0})
+    finally:
+        bt.detail_data.clear()
+        bt.detail_data.update(saved)
