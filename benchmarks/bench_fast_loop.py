@@ -6,6 +6,9 @@
     python benchmarks/bench_fast_loop.py --epoch    # as a hyperopt epoch: no wallet captures,
                                                     # no progress bar
     python benchmarks/bench_fast_loop.py --level aggressive   # the plugin's level (standard)
+    python benchmarks/bench_fast_loop.py --detail 1m --pairs 5 --days 30
+                                        # 5m main candles resampled from generated 1m candles,
+                                        # backtested with timeframe-detail 1m
 
 Offline: generated candles and SampleStrategy through one real `Backtesting` (static markets),
 as ``backtest_one_strategy`` runs it. Each repetition runs, alternating, stock Freqtrade (every
@@ -35,17 +38,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def build(pairs: int, days: float) -> tuple[Any, dict, Any, Any]:
-    """A real Backtesting (offline), its analysed data and the backtest's date range."""
+def build(pairs: int, days: float, detail: str = "") -> tuple[Any, dict, Any, Any]:
+    """A real Backtesting (offline), its analysed data and the backtest's date range; with
+    `detail` (e.g. ``1m``), 5m candles made from generated `detail` candles and
+    ``timeframe_detail`` set."""
+    import json
+
     from freqtrade.data import history
     from freqtrade.data.converter import trim_dataframes
 
-    from freqtrade_opt_plugin.offline.datagen import default_pairs
+    from freqtrade_opt_plugin.offline.datagen import default_pairs, write_resampled
     from freqtrade_opt_plugin.offline.workspace import create_workspace, in_process_backtesting
 
     root = Path(tempfile.mkdtemp(prefix="bench-fast-loop-"))
-    workspace = create_workspace(root / "ws", default_pairs(pairs), days=days, seed=42)
+    workspace = create_workspace(root / "ws", default_pairs(pairs), days=days, seed=42,
+                                 timeframe=detail or "5m")
+    if detail:
+        write_resampled(workspace.datadir, workspace.data, "5m")
+        workspace = dataclasses.replace(workspace, timeframe="5m")
+        config = json.loads(workspace.config_path.read_text())
+        config.update(timeframe="5m", timeframe_detail=detail)
+        workspace.config_path.write_text(json.dumps(config))
     bt = in_process_backtesting(workspace)
+    if detail and bt.timeframe_detail != detail:
+        raise SystemExit(f"timeframe_detail not set: {bt.timeframe_detail!r}")
     data, timerange = bt.load_bt_data()
     processed = bt.strategy.advise_all_indicators(data)
     start, end = history.get_timerange(trim_dataframes(processed, timerange, bt.required_startup))
@@ -133,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run as hyperopt epochs do (no wallet captures, no progress)")
     parser.add_argument("--level", default="standard",
                         help="the plugin's level for the fast paths (default: standard)")
+    parser.add_argument("--detail", default="",
+                        help="timeframe-detail (e.g. 1m) under 5m main candles made from it")
     args = parser.parse_args(argv)
     pairs = args.pairs or (3 if args.quick else 10)
     days = args.days or (10 if args.quick else 90)
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    bt, processed, start, end = build(pairs, days)
+    bt, processed, start, end = build(pairs, days, args.detail)
     if args.epoch:
         bt._is_backtest_runmode = False
         bt.progress = None
@@ -155,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         got, _, _ = run(bt, func, processed, start, end, ids)
         if (diff := same(reference, got, captures, list(bt.wallet_captures))) is not None:
             raise SystemExit(f"{name}: result differs from the original: {diff}")
-    print(f"{pairs} pairs x {days:g} days, {len(reference['results'])} trades; results identical")
+    detail = f", timeframe-detail {args.detail}" if args.detail else ""
+    print(f"{pairs} pairs x {days:g} days{detail}, {len(reference['results'])} trades; "
+          "results identical")
 
     walls: dict[str, list[float]] = {n: [] for n in paths}
     cpus: dict[str, list[float]] = {n: [] for n in paths}

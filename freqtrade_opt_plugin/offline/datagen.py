@@ -259,6 +259,31 @@ def write_pair_data(
     return written
 
 
+def write_resampled(
+    datadir: Path,
+    generated: Sequence[GeneratedPair],
+    timeframe: str,
+    *,
+    data_format: str = "feather",
+    trading_mode: str = "spot",
+) -> list[Path]:
+    """Store each generated pair's candles resampled to the longer `timeframe` (candles of the
+    same price path: e.g. 5m main candles for 1m timeframe-detail data, gaps and zero-volume
+    candles carried along; intervals without any candle dropped). Returns the files written."""
+    from freqtrade.data.history.datahandlers import get_datahandler
+    from freqtrade.enums import CandleType
+
+    candle_type = CandleType.FUTURES if trading_mode == "futures" else CandleType.SPOT
+    handler = get_datahandler(Path(datadir), data_format)
+    written = []
+    for item in generated:
+        frame = mark_candles(pd.read_feather(item.path), timeframe)
+        handler.ohlcv_store(item.pair, timeframe, frame, candle_type)
+        written.append(handler._pair_data_filename(Path(datadir), item.pair, timeframe,
+                                                   candle_type))
+    return written
+
+
 def synthetic_trades(n: int = 2000, *, pairs: int = 3, seed: int = 42) -> pd.DataFrame:
     """A trades frame shaped like a backtest export's (pair, open/close dates in UTC on a 5m
     grid with ties, profit_abs, profit_ratio), sorted by close date, for bench cases."""

@@ -5,6 +5,7 @@ can happen (issue #14).
 * `guard` fingerprints every Freqtrade function whose behaviour it reproduces;
 * `timeline` schedules every pair's rows (and entry signals) before the loop;
 * `driver` walks the candles and calls Freqtrade's own ``backtest_loop`` where needed;
+* `detail` runs a main candle's later timeframe-detail indexes as Freqtrade's generator does;
 * `exit_scan` (optional) skips an open trade's candles on which no exit can happen.
 
 `factory(original)` returns the replacement (Router contract: `original` is what would run

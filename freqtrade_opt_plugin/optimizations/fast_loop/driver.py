@@ -21,6 +21,10 @@ skipped pair-candles would have left behind is reproduced exactly:
   too: ``skip`` applies their effect (``max_rate``/``min_rate``), at once when no user callback
   can read it in between, otherwise candle by candle where Freqtrade would have.
 
+With timeframe-detail, a candle's step is detail index 0: each pair handed to ``backtest_loop``
+is spread into its detail rows there, and the candle's later detail indexes run right after it
+(`detail.DetailSteps`).
+
 The row schedule (`timeline`) is computed before the loop; data it cannot schedule exactly
 runs Freqtrade's own generator loop (`stock_loop`) on the already converted rows.
 """
@@ -33,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from freqtrade_opt_plugin.optimizations import column_rows
+from freqtrade_opt_plugin.optimizations.fast_loop import detail
 from freqtrade_opt_plugin.optimizations.fast_loop.eligibility import Plan
 from freqtrade_opt_plugin.optimizations.fast_loop.timeline import (
     DataNotSupported,
@@ -165,6 +170,8 @@ class _Loop:
         self.nonzero: set[int] = set()
         self.local_trade = _ft().LocalTrade
         self.progress_due = 0  # progress steps not yet passed to Freqtrade's bar
+        self.detail = detail.DetailSteps(bt, self) if bt.timeframe_detail_td else None
+        self.last_date: dict[int, datetime] = {}  # step -> its last detail time, when later
 
     # -- wallets ------------------------------------------------------------------------------
 
@@ -244,18 +251,22 @@ class _Loop:
         if step == 0:
             return
         self._sync(step - 1, _ALL)
-        last = self.tl.last_any[step - 1]
-        if last >= 0:
-            self.bt.dataprovider._set_dataframe_max_date(self.tl.times[last])
+        self._sync_date(step - 1)
 
     def _sync_end(self) -> None:
         steps = self.tl.steps
         if not steps:
             return
         self._sync(steps - 1, _ALL)
-        last = self.tl.last_any[steps - 1]
+        self._sync_date(steps - 1)
+
+    def _sync_date(self, step: int) -> None:
+        """The slice date the generator leaves after `step`: the time of the last step with a
+        row (its last visited detail time with timeframe-detail)."""
+        last = self.tl.last_any[step]
         if last >= 0:
-            self.bt.dataprovider._set_dataframe_max_date(self.tl.times[last])
+            self.bt.dataprovider._set_dataframe_max_date(
+                self.last_date.get(last, self.tl.times[last]))
 
     # -- the walk -----------------------------------------------------------------------------
 
@@ -388,6 +399,11 @@ class _Loop:
             if self._visit(step, now, j, opens, None, False) and self.capturing:
                 # wallets changed: later pairs' base wallets may have become non-zero
                 candidates = sorted({*candidates, *(x for x in self.nonzero if x > j)})
+        if self.detail is not None and self.detail.spread:
+            self._sync(step, _ALL)  # every pair has processed this step's main row
+            if (last := self.detail.run(step, now, opens)) is not None:
+                self.last_date[step] = last
+            self._wallets_changed()
         return None if idle_until is None else (idle_until, idle_pairs)
 
     def _visit(self, step: int, now: datetime, j: int, opens: list[str], pos: int | None,
@@ -466,11 +482,19 @@ class _Loop:
         self._sync(step, self.order_pos[pair.name])
         bt.dataprovider._set_dataframe_max_date(now)
         can_enter = not (now == self.end_date)
+        if self.detail is not None:
+            row = self.detail.first(pair.name, row, trade_dir)
+        self.call_loop(row, pair.name, now, trade_dir, can_enter)
+
+    def call_loop(self, row: Any, name: str, now: datetime, trade_dir: str | None,
+                  can_enter: bool) -> None:
+        """``backtest_loop`` as ``backtest`` calls it (twice for a reversing short)."""
+        bt = self.bt
         if not bt._can_short or trade_dir is None:
-            bt.backtest_loop(row, pair.name, now, trade_dir, can_enter)
+            bt.backtest_loop(row, name, now, trade_dir, can_enter)
         else:
             for _ in (0, 1):
-                a = bt.backtest_loop(row, pair.name, now, trade_dir, can_enter)
+                a = bt.backtest_loop(row, name, now, trade_dir, can_enter)
                 if not a or a == trade_dir:
                     break
 

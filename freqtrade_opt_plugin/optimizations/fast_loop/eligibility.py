@@ -9,7 +9,10 @@ A run is eligible when the driver provably reproduces Freqtrade's loop for it:
   fees and liquidations all happen inside Freqtrade's own ``backtest_loop`` calls; the exit
   scanner never skips a funding row or a candle reaching the liquidation price, and is off for
   cross margin, where every fill moves every open trade's liquidation price);
-* a static pairlist (no ``enable_dynamic_pairlist``) and no timeframe-detail.
+* a static pairlist (no ``enable_dynamic_pairlist``);
+* with or without timeframe-detail: a main candle's later detail indexes run through `detail`
+  (Freqtrade's own ``get_detail_data``, ``ignore_expired_candle`` and ``backtest_loop``); the
+  exit scanner is off there (its proofs are about main candles, not detail rows).
 
 Margin trading (interest by the clock) is not covered by the differential suite
 (tests/optimizations/fast_loop/test_futures_differential.py covers futures): it runs
@@ -38,7 +41,7 @@ ENGINE_METHODS = (
     "time_pair_generator", "_time_pair_generator_det", "_time_generator", "_time_generator_det",
     "validate_row", "_sync_pair_index", "_capture_wallet", "check_for_trade_entry",
     "backtest_loop", "handle_left_open", "check_abort", "_increment_progress",
-    "_set_progress_step", "reset_backtest",
+    "_set_progress_step", "reset_backtest", "get_detail_data",
 )
 PROVIDER_METHODS = ("_set_dataframe_max_index", "_set_dataframe_max_date", "clear_cache")
 
@@ -125,6 +128,8 @@ def _scanner(backtesting: Any) -> tuple[Any, str]:
         return None, f"exit scanner unavailable ({exc})"
     if backtesting._position_stacking:
         return None, "position stacking"
+    if backtesting.timeframe_detail_td:
+        return None, "timeframe-detail (quiet windows are proven on main candles only)"
     margin = (getattr(backtesting, "margin_mode", None), backtesting.config.get("margin_mode"))
     if "cross" in margin:
         return None, "cross margin (fills update every trade's liquidation price)"
@@ -164,8 +169,6 @@ def decide(backtesting: Any) -> Plan:
         return Plan(False, problem)
     if backtesting.dynamic_pairlist:
         return Plan(False, "dynamic pairlist (enable_dynamic_pairlist)")
-    if backtesting.timeframe_detail_td:
-        return Plan(False, f"timeframe-detail ({backtesting.timeframe_detail})")
     if not backtesting.timeframe_td:
         return Plan(False, "no timeframe")
     strategy = backtesting.strategy
@@ -178,6 +181,8 @@ def decide(backtesting: Any) -> Plan:
     if mode == "futures":
         margin = backtesting.margin_mode
         mode = f"futures ({getattr(margin, 'value', margin)} margin)"
-    return Plan(True, f"{mode}, static pairlist, no timeframe-detail",
+    detail = (f"timeframe-detail {backtesting.timeframe_detail}"
+              if backtesting.timeframe_detail_td else "no timeframe-detail")
+    return Plan(True, f"{mode}, static pairlist, {detail}",
                 bot_loop_start=user_loop_start, observed=observed, scanner=scanner,
                 scanner_reason=scanner_reason)

@@ -51,6 +51,7 @@ FINGERPRINTS: Mapping[str, str] = {
     "freqtrade.persistence.trade_model:LocalTrade.close_bt_trade": "e22ff819a24a021e",
     "freqtrade.persistence.trade_model:LocalTrade.reset_trades": "fb0a8cd47a4da631",
     _BT + "reset_backtest": "2eca411657664218",
+    _BT + "get_detail_data": "ae6b32144ec506a0",
 }
 
 

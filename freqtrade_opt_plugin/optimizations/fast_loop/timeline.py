@@ -1,6 +1,7 @@
 """Which row of which pair Freqtrade's generator processes at which candle step.
 
-For a static pairlist without timeframe-detail, ``time_pair_generator`` advances each pair's
+For a static pairlist (with or without timeframe-detail: main rows are taken on the first
+detail index only), ``time_pair_generator`` advances each pair's
 row index by one on every step whose time has reached the row's date (``validate_row``): row
 ``i`` is processed at step ``s_i = max(s_{i-1} + 1, g_i)``, ``g_i`` the first step with
 ``time >= date_i``. That is ``s_i = i + cummax(g_j - j)``, computed with numpy in integer

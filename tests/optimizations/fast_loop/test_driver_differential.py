@@ -212,23 +212,17 @@ def test_exit_scanner_skips_candles_and_still_matches(plain, fast, conversion):
 
 @pytest.mark.parametrize("change, reason", [
     ("dynamic_pairlist", "dynamic pairlist"),
-    ("detail", "timeframe-detail"),
     ("override", "Backtesting.backtest_loop is overridden"),
 ])
 def test_ineligible_runs_use_the_original_and_match(plain, fast, change, reason):
-    from datetime import timedelta
-
     from freqtrade_opt_plugin.optimizations.fast_loop import DECISIONS, eligibility
 
     apply(plain, BASE)
     bt = plain.bt
-    saved = bt.dynamic_pairlist, bt.timeframe_detail_td, bt.timeframe_detail
+    saved = bt.dynamic_pairlist
     try:
         if change == "dynamic_pairlist":
             bt.dynamic_pairlist = True
-        elif change == "detail":
-            # 1m detail steps without detail data: Freqtrade loops them, no row is added
-            bt.timeframe_detail_td, bt.timeframe_detail = timedelta(minutes=1), "1m"
         else:
             bt.backtest_loop = bt.backtest_loop  # an instance attribute shadows the method
         plan = eligibility.decide(bt)
@@ -237,7 +231,7 @@ def test_ineligible_runs_use_the_original_and_match(plain, fast, change, reason)
         plain.compare(fast)
         assert DECISIONS.runs["original"] == runs + 1
     finally:
-        bt.dynamic_pairlist, bt.timeframe_detail_td, bt.timeframe_detail = saved
+        bt.dynamic_pairlist = saved
         bt.__dict__.pop("backtest_loop", None)
 
 
