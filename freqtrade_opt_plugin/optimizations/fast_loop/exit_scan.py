@@ -193,6 +193,26 @@ class _TradeBounds:
     trail_rate: float  # long: max safe high; short: min safe low (±inf: no trailing)
 
 
+def _replaced_here(backtesting: Any) -> str | None:
+    """A proof-relevant function replaced where `guard.replaced` does not look (it checks the
+    classes and defining modules): on the ``Backtesting`` or strategy instance (e.g. a test's
+    ``mocker.spy(backtesting, "_check_trade_exit")``, which counts calls the scan skips), or the
+    ``price_to_precision`` binding ``LocalTrade.adjust_stop_loss`` calls (in ``trade_model``)."""
+    import freqtrade.persistence.trade_model as trade_model
+
+    from freqtrade_opt_plugin.optimizations.fast_loop.guard import _is_freqtrades_own
+
+    instances = {"Backtesting": backtesting, "IStrategy": getattr(backtesting, "strategy", None)}
+    for target in FINGERPRINTS:
+        owner, _, name = target.partition(":")[2].rpartition(".")
+        if name in getattr(instances.get(owner), "__dict__", {}):
+            return f"{owner}.{name} (on the instance)"
+    if not _is_freqtrades_own(getattr(trade_model, "price_to_precision", None),
+                              "freqtrade.exchange.exchange_utils", "price_to_precision"):
+        return "freqtrade.persistence.trade_model.price_to_precision"
+    return None
+
+
 @dataclass
 class ExitScanner:
     """Finds and skips the candles of an open trade on which `_check_trade_exit` does nothing.
@@ -235,6 +255,8 @@ class ExitScanner:
         if swapped := replaced(FINGERPRINTS):
             names = ", ".join(t.rpartition(":")[2] for t in swapped)
             return None, f"replaced at run time: {names}"
+        if swapped := _replaced_here(backtesting):
+            return None, f"replaced at run time: {swapped}"
         if getattr(backtesting, "timeframe_detail", ""):
             return None, "timeframe-detail is set (rows are detail candles)"
         mode = getattr(backtesting, "trading_mode", None)

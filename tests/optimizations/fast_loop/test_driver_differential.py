@@ -291,6 +291,37 @@ def test_exit_scan_is_off_while_its_proof_functions_are_replaced(plain, fast):
         del strategy.should_exit
 
 
+def test_exit_scan_is_off_for_instance_spies_and_the_trade_models_rounding(plain, fast):
+    """A spy on the ``Backtesting`` instance (``mocker.spy(backtesting, "_check_trade_exit")``,
+    as a test counting calls does) sees every call Freqtrade makes; a patched
+    ``trade_model.price_to_precision`` (the binding ``adjust_stop_loss`` uses) voids the trailing
+    proof. Both turn the scanner off; the results still match stock."""
+    from unittest import mock
+
+    import freqtrade.persistence.trade_model as trade_model
+
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
+
+    from tests.optimizations.fast_loop.conftest import assert_same
+
+    apply(plain, BASE)
+    bt = plain.bt
+    with mock.patch.object(bt, "_check_trade_exit", wraps=bt._check_trade_exit) as spy:
+        plan = eligibility.decide(bt)
+        assert plan.eligible and plan.scanner is None
+        assert "Backtesting._check_trade_exit (on the instance)" in plan.scanner_reason
+        stock = plain.run(stock_backtest())
+        stock_calls, spy.call_count = spy.call_count, 0
+        assert_same(stock, plain.run(fast))
+        assert spy.call_count == stock_calls > 0
+    with mock.patch.object(trade_model, "price_to_precision",
+                           lambda price, *a, **k: price):
+        plan = eligibility.decide(bt)
+        assert "trade_model.price_to_precision" in plan.scanner_reason
+        plain.compare(fast)
+    assert eligibility.decide(bt).scanner is not None
+
+
 def test_margin_trading_is_not_eligible(plain):
     """Futures are eligible (test_futures_differential.py); margin trading is not covered by a
     differential suite and runs Freqtrade's loop."""
