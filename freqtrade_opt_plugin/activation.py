@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-from freqtrade_opt_plugin import _autoload, hookspecs, monitor, settings
+from freqtrade_opt_plugin import _autoload, hookspecs, monitor, runtime_patches, settings
 from freqtrade_opt_plugin.cluster import hyperopt as cluster_hyperopt
 from freqtrade_opt_plugin.flags import Flags
 from freqtrade_opt_plugin.paths import remember_user_data_dir
@@ -385,6 +385,7 @@ def modules_imported(modules: list[ModuleType]) -> None:
         for module in modules:
             _rebind(state, module)
         _bind_hot(state)
+        runtime_patches.remember(_freqtrade_modules())  # as imported, with our Routers
 
 
 def deactivate() -> None:

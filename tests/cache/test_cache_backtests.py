@@ -274,6 +274,33 @@ def test_every_input_change_is_a_miss(engine, change):
         engine.write_strategy()
 
 
+@pytest.mark.parametrize("patch", ["module function", "exchange method mock"])
+def test_freqtrade_code_replaced_at_run_time_is_a_miss(engine, patch):
+    """The key covers Freqtrade's files, not what a process rebinds after importing them (as
+    Freqtrade's own tests do with ``mocker.patch``): such a run is neither served nor stored."""
+    from unittest import mock
+
+    engine.run()  # stored
+    if patch == "module function":
+        target = mock.patch("freqtrade.optimize.backtesting.amount_to_contract_precision",
+                            lambda amount, *args, **kwargs: round(amount, 3))
+    else:
+        from freqtrade.exchange import Exchange
+
+        target = mock.patch.object(Exchange, "get_max_pair_stake_amount", return_value=20.0)
+    with target:
+        patched = engine.run()
+        assert not patched.reused
+        assert any("Freqtrade code replaced at run time" in m for m in engine.messages)
+        assert_same_result(engine.run(cached=False), patched)
+        if patch == "module function":
+            assert (patched.result["results"]["amount"].round(3)
+                    == patched.result["results"]["amount"]).all()
+        else:
+            assert (patched.result["results"]["stake_amount"] <= 20.0).all()
+    assert engine.run().reused  # the original code is back: the stored result is served again
+
+
 def test_signal_export_of_a_hit_matches_with_rejected_signals(engine):
     """``--export signals`` builds its tables from the result and ``rejected_dict`` after
     ``backtest()``: a hit gives the same signal, rejected and exit tables."""
@@ -386,7 +413,12 @@ def test_a_changed_unrestorable_engine_attribute_is_not_stored(engine, monkeypat
         self.extra_state = object()  # something a stored result could not restore
         return original(self, open_trades, data)
 
+    from freqtrade_opt_plugin import runtime_patches
+
     monkeypatch.setattr(Backtesting, "handle_left_open", handle_left_open)
+    # a replaced Freqtrade method is refused first (test_freqtrade_code_replaced_at_run_time_is_a
+    # _miss): seen as Freqtrade's own here, to reach the check of the engine's state
+    monkeypatch.setattr(runtime_patches, "replaced", lambda *args, **kwargs: [])
     engine.run()
     assert not engine.run().reused
     assert any("changed Backtesting.extra_state" in m for m in engine.messages)

@@ -50,6 +50,7 @@ from typing import Any
 
 import pandas as pd
 
+from freqtrade_opt_plugin import runtime_patches
 from freqtrade_opt_plugin.cache.caches import MISSING, get_cache, get_settings
 from freqtrade_opt_plugin.cache.decorators import make_key
 from freqtrade_opt_plugin.cache.hashing import Unhashable, content_hash
@@ -134,6 +135,10 @@ def backtest_cacheability(backtesting: Any) -> str | None:
         return "a dynamic pairlist is enabled"
     if (config.get("exchange") or {}).get("use_public_trades", False):
         return "exchange.use_public_trades is on"
+    instances = (backtesting, backtesting.exchange, backtesting.wallets, backtesting.dataprovider)
+    # Backtesting.backtest itself is what this cache implements (whatever wraps it calls it)
+    if patched := runtime_patches.replaced(instances, ignore={"Backtesting.backtest"}):
+        return f"Freqtrade code replaced at run time ({', '.join(patched)})"
     return None
 
 

@@ -301,7 +301,6 @@ def test_exit_scan_is_off_for_instance_spies_and_the_trade_models_rounding(plain
     import freqtrade.persistence.trade_model as trade_model
 
     from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
-
     from tests.optimizations.fast_loop.conftest import assert_same
 
     apply(plain, BASE)
