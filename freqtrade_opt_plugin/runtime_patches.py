@@ -1,10 +1,9 @@
 """Freqtrade code replaced while the process runs, which the reuse caches' keys cannot see.
 
 The keys cover Freqtrade's files (size and modification time), not what the process rebinds
-after importing them: a test's ``mocker.patch("freqtrade.optimize.backtesting.
-amount_to_contract_precision", ...)`` or ``mocker.patch.object(Exchange,
-"get_max_pair_stake_amount", return_value=...)`` changes what a backtest computes with the same
-key. `remember` records the functions and classes every Freqtrade module binds, and the
+after importing them: a test's ``mock.patch`` of
+``freqtrade.optimize.backtesting.amount_to_contract_precision`` or of
+``Exchange.get_max_pair_stake_amount`` changes what a backtest computes under the same key. `remember` records the functions and classes every Freqtrade module binds, and the
 functions and descriptors of every class it defines, when the plugin first sees the module
 (after its own Routers are installed); `replaced` names the bindings that differ now, plus any
 ``unittest.mock`` object found there or on the engine's instances. A Router of this plugin (or
