@@ -3,9 +3,10 @@
 The keys cover Freqtrade's files (size and modification time), not what the process rebinds
 after importing them: a test's ``mock.patch`` of
 ``freqtrade.optimize.backtesting.amount_to_contract_precision`` or of
-``Exchange.get_max_pair_stake_amount`` changes what a backtest computes under the same key. `remember` records the functions and classes every Freqtrade module binds, and the
-functions and descriptors of every class it defines, when the plugin first sees the module
-(after its own Routers are installed); `replaced` names the bindings that differ now, plus any
+``Exchange.get_max_pair_stake_amount`` changes what a backtest computes under the same key.
+`remember` records the functions and classes every Freqtrade module binds, and the functions
+and descriptors of every class it defines, when the plugin first sees the module (after its own
+Routers are installed); `replaced` names the bindings that differ now, plus any
 ``unittest.mock`` object found there or on the engine's instances. A Router of this plugin (or
 the original it wraps, as hot targets switch between them) and this plugin's own functions (the
 offline markets fixture) count as the same binding.

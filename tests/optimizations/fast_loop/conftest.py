@@ -254,6 +254,17 @@ class Bench:
         assert_same(stock, mine)
         return stock, mine
 
+    def compare_own_loop(self, fast: Any) -> tuple[Observed, Observed]:
+        """`compare`, asserting that the driver ran its own loop (no fallback to Freqtrade's
+        generator loop, `driver.stock_loop`)."""
+        from unittest import mock
+
+        from freqtrade_opt_plugin.optimizations.fast_loop import driver
+
+        refuse = AssertionError("the driver fell back to Freqtrade's generator loop")
+        with mock.patch.object(driver, "stock_loop", side_effect=refuse):
+            return self.compare(fast)
+
 
 def assert_same(stock: Observed, mine: Observed) -> None:
     from freqtrade_opt_plugin.equality import first_difference

@@ -95,16 +95,14 @@ def check_detail(bench: Bench, fast: Any, knobs: dict[str, Any],
                  ) -> list[dict[str, Any]]:
     """Compare both loops on one detail case (the driver's own loop, never the fallback); the
     stock run's trades."""
-    from freqtrade_opt_plugin.optimizations.fast_loop import driver, eligibility
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
 
     apply_knobs(bench, knobs)
     bench.bt.strategy.ignore_buying_expired_candle_after = knobs.get("ignore_expired", 0)
     plan = eligibility.decide(bench.bt)
     assert plan.eligible and "timeframe-detail 1m" in plan.reason, plan.describe()
     assert plan.scanner is None, plan.describe()
-    refuse = AssertionError("the driver fell back to Freqtrade's generator loop")
-    with mock.patch.object(driver, "stock_loop", side_effect=refuse):
-        stock, _ = bench.compare(fast)
+    stock, _ = bench.compare_own_loop(fast)
     trades = stock.engine["trades"]
     if currently_in_test_context():  # a generated case: what it covered
         event(f"trades: {'none' if not trades else '1-9' if len(trades) < 10 else '10+'}")

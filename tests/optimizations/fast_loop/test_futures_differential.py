@@ -119,15 +119,13 @@ def apply_futures(bench: Bench, knobs: dict[str, Any]) -> None:
 
 def check_futures(bench: Bench, fast: Any, knobs: dict[str, Any]) -> list[dict[str, Any]]:
     """Compare both loops on one futures case; the stock run's trades."""
-    from freqtrade_opt_plugin.optimizations.fast_loop import driver, eligibility
+    from freqtrade_opt_plugin.optimizations.fast_loop import eligibility
 
     apply_futures(bench, knobs)
     plan = eligibility.decide(bench.bt)
     assert plan.eligible, plan.describe()
     # the driver's own loop runs (no fallback to Freqtrade's generator loop)
-    refuse = AssertionError("the driver fell back to Freqtrade's generator loop")
-    with mock.patch.object(driver, "stock_loop", side_effect=refuse):
-        stock, _ = bench.compare(fast)
+    stock, _ = bench.compare_own_loop(fast)
     trades = stock.engine["trades"]
     if not currently_in_test_context():  # an explicit test, not a generated case
         return trades
