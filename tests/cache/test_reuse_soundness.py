@@ -346,13 +346,20 @@ def confirm_trade_entry(self, pair, order_type, amount, rate, time_in_force, cur
     assert any("now" in reason for reason in refusals), refusals
 
 
+def refusals() -> list[tuple[str, int]]:
+    """Why backtests were not stored so far (the message of a failed "should hit")."""
+    from freqtrade_opt_plugin.cache.caches import get_cache
+
+    return get_cache("backtesting").refusals()
+
+
 # -- case 7: a hit leaves the DataProvider, wallets and progress as the trade loop does ---------
 def test_a_hit_leaves_what_later_code_reads_as_stock(lab):
     lab.strategy("Plain")
     stock = lab.run(["Plain"], cached=False)
     lab.run(["Plain"])
     warm = lab.run(["Plain"])
-    assert warm.reused == ["Plain"]
+    assert warm.reused == ["Plain"], refusals()
     assert_same(stock, warm)
     for pair in PAIRS:
         expected, _ = stock.backtesting.dataprovider.get_analyzed_dataframe(pair, "5m")
@@ -375,7 +382,7 @@ def test_a_copy_of_the_config_at_another_path_hits(lab, tmp_path):
     copy = tmp_path / "elsewhere" / "config-copy.json"
     copy.parent.mkdir()
     copy.write_text(lab.workspace.config_path.read_text())
-    assert lab.run(["Plain"], config_path=copy).reused == ["Plain"]
+    assert lab.run(["Plain"], config_path=copy).reused == ["Plain"], refusals()
 
 
 def test_a_world_writable_state_dir_is_refused_for_caches(cache_dir):
