@@ -356,31 +356,3 @@ def test_strategy_errors_propagate_unchanged_and_nothing_stays_swapped(ws):
     assert strategy.config is config and strategy.dp is dp
     # Marked as the original's own error: the Router re-raises it once, counting no failure.
     assert getattr(info.value, ORIGINAL_ERROR_ATTRIBUTE) is True
-
-
-def test_freqtrade_code_replaced_at_run_time_is_not_reused(ws):
-    """A Freqtrade function the indicators reach (``@informative``'s merge) patched after import,
-    as a test's ``mock.patch`` does: the stored frames are not served, nor are new ones stored."""
-    from unittest import mock
-
-    import freqtrade.strategy.informative_decorator as decorator
-
-    merge = decorator.merge_informative_pair
-
-    def merge_and_mark(*args, **kwargs):
-        frame = merge(*args, **kwargs)
-        frame["patched"] = 1.0
-        return frame
-
-    from freqtrade_opt_plugin.cache.indicators import strategy_cacheability
-
-    run(ws.strategy(), ws.data())  # stored with Freqtrade's own code
-    with mock.patch.object(decorator, "merge_informative_pair", merge_and_mark):
-        assert "Freqtrade code replaced at run time (freqtrade.strategy.informative_decorator" \
-            ".merge_informative_pair)" == strategy_cacheability(ws.strategy())
-        patched, computed = run(ws.strategy(), ws.data())
-        assert computed == list(PAIRS)
-        assert all("patched" in frame for frame in patched.values())
-        assert hashes(patched) == reference(ws)
-    again, computed = run(ws.strategy(), ws.data())
-    assert computed == [] and "patched" not in next(iter(again.values()))

@@ -66,7 +66,6 @@ from typing import Any
 
 import pandas as pd
 
-from freqtrade_opt_plugin import runtime_patches
 from freqtrade_opt_plugin.cache.caches import MISSING, get_cache, get_settings
 from freqtrade_opt_plugin.cache.decorators import make_key
 from freqtrade_opt_plugin.cache.disk import estimate_memory
@@ -142,10 +141,6 @@ def strategy_cacheability(strategy: Any) -> str | None:
         return "FreqAI is enabled"
     if (config.get("exchange") or {}).get("use_public_trades", False):
         return "exchange.use_public_trades is on (trades data is not keyed)"
-    # IStrategy.advise_all_indicators itself is what this cache implements
-    if patched := runtime_patches.replaced((getattr(strategy, "dp", None),),
-                                           ignore={"IStrategy.advise_all_indicators"}):
-        return f"Freqtrade code replaced at run time ({', '.join(patched)})"
     plan = _class_plan(type(strategy))
     if plan.digest is None:
         return plan.reason
