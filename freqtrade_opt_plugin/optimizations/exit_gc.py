@@ -26,11 +26,9 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from freqtrade_opt_plugin.optimizations.command_line import subcommand
-from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel
+from freqtrade_opt_plugin.registry import Optimization, OptimizationLevel, unchanged
 
 
 NAME = "exit_gc"
@@ -87,17 +85,6 @@ def freeze_at_exit() -> None:
     decision = "collector frozen at exit: no full collections during finalization"
 
 
-def factory(wrapped: Callable[..., Any]) -> Callable[..., Any]:
-    """Freqtrade's ``main`` unchanged (the exit part is `freeze_at_exit`)."""
-
-    def main(*args: Any, **kwargs: Any) -> Any:
-        return wrapped(*args, **kwargs)
-
-    main.__wrapped__ = wrapped  # type: ignore[attr-defined]
-    main.__doc__ = wrapped.__doc__
-    return main
-
-
 def describe() -> dict[str, str]:
     """For ``freqtrade-opt status``: what this process decided (or will decide at exit)."""
     return {"exit": decision}
@@ -106,7 +93,7 @@ def describe() -> dict[str, str]:
 OPTIMIZATION = Optimization(
     name=NAME,
     target="freqtrade.main:main",
-    factory=factory,
+    factory=unchanged,
     tier=OptimizationLevel.STANDARD,
     fingerprints={"2026.9": "e2ba9d8d9fe69e70"},
     description=(

@@ -27,9 +27,7 @@ import gc
 import os
 import platform
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from freqtrade_opt_plugin.optimizations.command_line import freqtrade_arguments
 from freqtrade_opt_plugin.registry import (
@@ -37,6 +35,7 @@ from freqtrade_opt_plugin.registry import (
     OptimizationLevel,
     find_definition,
     fingerprint_source,
+    unchanged,
 )
 
 
@@ -91,17 +90,6 @@ def install(environ: os._Environ | dict | None = None,
     return True
 
 
-def factory(wrapped: Callable[[], Any]) -> Callable[[], Any]:
-    """Freqtrade's ``gc_set_threshold`` unchanged (the start-up part is `install`)."""
-
-    def gc_set_threshold() -> Any:
-        return wrapped()
-
-    gc_set_threshold.__wrapped__ = wrapped  # type: ignore[attr-defined]
-    gc_set_threshold.__doc__ = wrapped.__doc__
-    return gc_set_threshold
-
-
 def describe() -> dict[str, str]:
     """For ``freqtrade-opt status``: what the start-up hook decided in this process."""
     return {"start-up": decision, "thresholds now": str(gc.get_threshold())}
@@ -110,7 +98,7 @@ def describe() -> dict[str, str]:
 OPTIMIZATION = Optimization(
     name=NAME,
     target=_TARGET,
-    factory=factory,
+    factory=unchanged,
     tier=TIER,
     fingerprints=_FINGERPRINTS,
     description=(
